@@ -1,0 +1,60 @@
+"""`virnucpro <command>`: one entry point, one module per command under virnucpro.commands.
+
+Each command module defines HELP (one line), add_arguments(parser) and run(args) -> int. Modules are
+imported only when their command runs, so `virnucpro preprocess` never imports torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from virnucpro import __version__
+from virnucpro.errors import VirnucproError
+
+COMMANDS = {
+    "preprocess": "Cut sequences into chunks and keep their stop-free frames.",
+    "shard": "Split a sample's frames into token-balanced shards.",
+    "embed": "Embed one shard of frames with DNABERT-S and ESM-2.",
+    "classify": "Score embedded frames with the VirNucPro classifier.",
+    "aggregate": "Merge a sample's shards into its result files.",
+    "report": "Write the run's HTML report and MultiQC files.",
+    "predict": "Run the whole computation on one machine, without Nextflow.",
+    "check-samplesheet": "Validate a samplesheet and list its samples.",
+    "make-test-models": "Write tiny random-weight models in the real file formats.",
+}
+
+
+def _module(name: str):
+    return importlib.import_module(f"virnucpro.commands.{name.replace('-', '_')}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="virnucpro", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"virnucpro {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    # Build only the chosen subparser fully: listing them all would import every module.
+    chosen = next((a for a in argv if a in COMMANDS), None)
+    for name, help_text in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            _module(name).add_arguments(p)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(_module(args.command).run(args) or 0)
+    except VirnucproError as exc:
+        print(f"virnucpro: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""The original's two output files on hand-made probabilities, and `virnucpro classify` end to end."""
+
+import numpy as np
+import pytest
+import torch
+
+from virnucpro.classify.outputs import (
+    format_score, read_predictions, write_highestscore, write_prediction_results,
+)
+from virnucpro.classify.predict import predict_probs
+from virnucpro.cli import main
+from virnucpro.io.features import Features, load_features, save_features
+from virnucpro.models.classifier import load_classifier
+
+IDS = ["seqB_chunk_1F1", "seqB_chunk_1R2", "seqA_chunk_2F3", "seqA_chunk_1F1", "seqA_chunk_1R3", "seqB_chunk_2F2"]
+PROBS = np.array([
+    [0.9, 0.1],      # seqB_chunk_1: max score1 0.9 > max score2 0.4 → False
+    [0.6, 0.4],
+    [0.5, 0.5],      # seqA_chunk_2: a tie → virus wins (>=) in highestscore, argmax picks "others"
+    [0.7, 0.3],      # seqA_chunk_1: max score1 0.7 < max score2 0.8 (from another frame) → True
+    [0.2, 0.8],
+    [1e-05, 0.99999],
+], dtype=np.float32)
+
+
+def test_prediction_results_layout(tmp_path):
+    out = tmp_path / "prediction_results.txt"
+    write_prediction_results(out, IDS, PROBS)
+    lines = out.read_text().splitlines()
+    assert lines[0] == "Sequence_ID\tPrediction\tscore1\tscore2"
+    assert lines[1] == "seqB_chunk_1F1\tothers\t0.9\t0.1"
+    assert lines[3] == "seqA_chunk_2F3\tothers\t0.5\t0.5"
+    assert lines[5] == "seqA_chunk_1R3\tvirus\t0.2\t0.8"
+    assert lines[6] == "seqB_chunk_2F2\tvirus\t1e-05\t0.99999"
+    assert len(lines) == 1 + len(IDS)
+    ids, probs = read_predictions(out)
+    assert ids == IDS and np.array_equal(probs, PROBS)
+
+
+def test_scores_are_written_as_numpy_float32_str():
+    # what the original's '\t'.join(map(str, probability)) gives for a float32 softmax row
+    x = torch.softmax(torch.tensor([[0.3, 2.9]]), 1).numpy()[0]
+    assert format_score(x[1]) == str(x[1])
+    assert float(np.float32(format_score(x[1]))) == float(x[1])
+    assert format_score(np.float32(1) / np.float32(3)) == "0.33333334"
+
+
+def test_highestscore_file(tmp_path):
+    out = tmp_path / "prediction_results_highestscore.csv"
+    write_highestscore(out, IDS, PROBS)
+    assert out.read_text() == (
+        "Modified_ID\tIs_Virus\n"
+        "seqA_chunk_1\tTrue\n"     # groups in sorted order, as pandas groupby writes them
+        "seqA_chunk_2\tTrue\n"     # tie → True
+        "seqB_chunk_1\tFalse\n"
+        "seqB_chunk_2\tTrue\n"
+    )
+
+
+def test_mismatched_lengths_are_refused(tmp_path):
+    with pytest.raises(ValueError):
+        write_prediction_results(tmp_path / "x", IDS[:2], PROBS)
+    assert not (tmp_path / "x").exists()
+
+
+def test_classify_command(tmp_path, tiny_models):
+    rng = np.random.default_rng(0)
+    ids = [f"r{i}_chunk_1F{i % 3 + 1}" for i in range(300)]  # more than one batch of 256
+    feats = Features(ids, rng.normal(size=(300, 48)).astype(np.float32), rng.normal(size=(300, 32)).astype(np.float32))
+    save_features(tmp_path / "f.npz", feats)
+    out = tmp_path / "pred.tsv"
+    assert main(["classify", "--features", str(tmp_path / "f.npz"), "--classifier", str(tiny_models.classifier),
+                 "--out", str(out)]) == 0
+    got_ids, got = read_predictions(out)
+    assert got_ids == ids
+    want = predict_probs(load_classifier(tiny_models.classifier), load_features(tmp_path / "f.npz"))
+    assert np.array_equal(got, want)
+    assert np.allclose(got.sum(1), 1, atol=1e-6)
+    labels = [line.split("\t")[1] for line in out.read_text().splitlines()[1:]]
+    assert labels == ["virus" if p[1] > p[0] else "others" for p in got]
+    assert len(set(labels)) == 2  # random inputs exercise both classes
+
+
+def test_classify_command_width_mismatch(tmp_path, tiny_models, capsys):
+    feats = Features(["a_chunk_1F1"], np.zeros((1, 768), np.float32), np.zeros((1, 2560), np.float32))
+    save_features(tmp_path / "f.npz", feats)
+    rc = main(["classify", "--features", str(tmp_path / "f.npz"), "--classifier", str(tiny_models.classifier),
+               "--out", str(tmp_path / "p.tsv")])
+    assert rc == 2
+    assert "3328 wide, the classifier expects 80" in capsys.readouterr().err
+    assert not (tmp_path / "p.tsv").exists()

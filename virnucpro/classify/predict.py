@@ -1,0 +1,27 @@
+"""Run the classifier on features: probabilities exactly as the original's prediction.py computes them."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from virnucpro.io.features import Features
+
+BATCH = 256  # the original's DataLoader batch size; rows are independent in eval mode
+
+
+@torch.no_grad()
+def predict_probs(classifier, features: Features) -> np.ndarray:
+    """Softmax probabilities float32 [N, 2]: column 0 = P(others), column 1 = P(virus).
+
+    Computed in fp32 like the original (softmax of fp32 logits), so writing them with `format_score` gives the
+    original's text.
+    """
+    x = features.concatenated()
+    if len(x) == 0:
+        return np.zeros((0, 2), np.float32)
+    if x.shape[1] != classifier.input_dim:
+        raise ValueError(f"features are {x.shape[1]} wide, the classifier expects {classifier.input_dim}")
+    classifier = classifier.float().eval()
+    out = [classifier(torch.from_numpy(x[i:i + BATCH])).numpy() for i in range(0, len(x), BATCH)]
+    return np.concatenate(out).astype(np.float32, copy=False)

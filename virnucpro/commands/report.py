@@ -1,0 +1,27 @@
+"""`virnucpro report`: the run's HTML report and MultiQC custom content, from the per-sample summaries."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "Write the run's HTML report and MultiQC files."
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--summaries", required=True, nargs="+", type=Path, metavar="JSON",
+                   help="<sample>.summary.json files written by `virnucpro aggregate`")
+    p.add_argument("--embed-summaries", nargs="*", default=[], type=Path, metavar="JSON",
+                   help="<sample>.<shard>.embed.json files written by `virnucpro embed --summary` (throughput)")
+    p.add_argument("--provenance", nargs="*", default=[], type=Path, metavar="FILE",
+                   help="text files shown verbatim in the report (software versions, model checksums)")
+    p.add_argument("--outdir", required=True, type=Path, metavar="DIR",
+                   help="writes virnucpro_report.html and *_mqc.tsv files for MultiQC")
+
+
+def run(args: argparse.Namespace) -> int:
+    from virnucpro.report.html import write_report
+
+    written = write_report(args.summaries, args.embed_summaries, args.outdir, args.provenance)
+    print("\n".join(str(p) for p in written))
+    return 0

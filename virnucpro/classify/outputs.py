@@ -16,13 +16,13 @@ prediction_results_highestscore.csv (tab separated despite the name):
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from virnucpro.errors import InputError
+from virnucpro.io.atomic import atomic_write_text
 
 PREDICTION_HEADER = ("Sequence_ID", "Prediction", "score1", "score2")
 HIGHESTSCORE_HEADER = ("Modified_ID", "Is_Virus")
@@ -58,12 +58,12 @@ def highestscore_rows(ids: Sequence[str], probs: np.ndarray) -> list[tuple[str, 
 
 
 def write_prediction_results(path: str | os.PathLike, ids: Sequence[str], probs: np.ndarray) -> None:
-    _atomic_write(path, "\t".join(PREDICTION_HEADER) + "\n" + "".join(prediction_lines(ids, probs)))
+    atomic_write_text(path, "\t".join(PREDICTION_HEADER) + "\n" + "".join(prediction_lines(ids, probs)))
 
 
 def write_highestscore(path: str | os.PathLike, ids: Sequence[str], probs: np.ndarray) -> None:
     rows = highestscore_rows(ids, probs)
-    _atomic_write(path, "\t".join(HIGHESTSCORE_HEADER) + "\n" + "".join(f"{c}\t{v}\n" for c, v in rows))
+    atomic_write_text(path, "\t".join(HIGHESTSCORE_HEADER) + "\n" + "".join(f"{c}\t{v}\n" for c, v in rows))
 
 
 def read_predictions(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
@@ -86,19 +86,3 @@ def read_predictions(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
     except FileNotFoundError:
         raise InputError(path, "file not found") from None
     return ids, np.array(probs, dtype=np.float32).reshape(-1, 2)
-
-
-def _atomic_write(path: str | os.PathLike, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

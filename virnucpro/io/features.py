@@ -11,13 +11,13 @@ Writes are atomic: a temp file in the same directory, fsync, rename.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from virnucpro.errors import InputError
+from virnucpro.io.atomic import atomic_open
 
 
 @dataclass
@@ -53,24 +53,13 @@ class Features:
 
 
 def save_features(path: str | os.PathLike, feats: Features) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(
-                fh,
-                ids=np.array(feats.ids, dtype=np.str_),
-                nucleotide=np.ascontiguousarray(feats.nucleotide, dtype=np.float32),
-                protein=np.ascontiguousarray(feats.protein, dtype=np.float32),
-            )
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path, "wb") as fh:
+        np.savez(
+            fh,
+            ids=np.array(feats.ids, dtype=np.str_),
+            nucleotide=np.ascontiguousarray(feats.nucleotide, dtype=np.float32),
+            protein=np.ascontiguousarray(feats.protein, dtype=np.float32),
+        )
 
 
 def load_features(path: str | os.PathLike) -> Features:

@@ -18,11 +18,11 @@ import csv
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from virnucpro.errors import InputError
+from virnucpro.io.atomic import atomic_open
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "assets" / "schema_input.json"
 
@@ -164,18 +164,8 @@ def read_samplesheet(sheet: str | os.PathLike, schema: dict | None = None) -> li
 
 def write_valid_samplesheet(samples: list[Sample], out: str | os.PathLike) -> None:
     """``sample,path,format`` with absolute paths, written atomically (temp file + rename)."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            writer = csv.writer(fh, lineterminator="\n")
-            writer.writerow(["sample", "path", "format"])
-            for s in samples:
-                writer.writerow([s.sample, str(s.path), s.format])
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(out, "w", newline="") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(["sample", "path", "format"])
+        for s in samples:
+            writer.writerow([s.sample, str(s.path), s.format])

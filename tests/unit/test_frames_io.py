@@ -1,0 +1,115 @@
+"""Frame files: the nucleotide/protein FASTA pair read in lockstep, and shard TSVs."""
+
+from pathlib import Path
+
+import pytest
+
+from virnucpro.errors import InputError
+from virnucpro.io.frames import SHARD_HEADER, Frame, read_frame_pair, read_frames_tsv, write_frames_tsv
+
+GOLDEN = Path("/work/shared/reference/preprocess/expected_500")
+
+
+def write_pair(tmp_path, nt, aa):
+    (tmp_path / "n.fa").write_text("".join(f">{i}\n{s}\n" for i, s in nt))
+    (tmp_path / "p.faa").write_text("".join(f">{i}\n{s}\n" for i, s in aa))
+    return tmp_path / "n.fa", tmp_path / "p.faa"
+
+
+def test_golden_pair_reads_in_lockstep():
+    frames = list(read_frame_pair(GOLDEN / "identified_nucleotide.fa", GOLDEN / "identified_protein.faa"))
+    assert len(frames) == (GOLDEN / "identified_protein.faa").read_text().count(">")
+    assert frames[0] == Frame(
+        "seq0_chunk_1R1",
+        (GOLDEN / "identified_nucleotide.fa").read_text().splitlines()[1],
+        (GOLDEN / "identified_protein.faa").read_text().splitlines()[1],
+    )
+    assert all(len(f.nucleotide) in (3 * len(f.protein), 3 * len(f.protein) + 1) for f in frames)
+
+
+def test_multiline_and_crlf_pair(tmp_path):
+    (tmp_path / "n.fa").write_bytes(b">a_chunk_1F1 x\r\nATGAA\r\nATTTG\r\n")
+    (tmp_path / "p.faa").write_bytes(b">a_chunk_1F1\r\nMK\r\nF\r\n")
+    assert list(read_frame_pair(tmp_path / "n.fa", tmp_path / "p.faa")) == [Frame("a_chunk_1F1", "ATGAAATTTG", "MKF")]
+
+
+def test_id_mismatch_names_both_ids(tmp_path):
+    nt, aa = write_pair(tmp_path, [("a", "ATGA"), ("b", "ATGA")], [("a", "M"), ("c", "M")])
+    with pytest.raises(InputError) as err:
+        list(read_frame_pair(nt, aa))
+    assert err.value.path == str(aa)
+    assert err.value.problem == "record 2 is 'c' (line 3) but n.fa has 'b' there"
+
+
+def test_one_file_shorter(tmp_path):
+    nt, aa = write_pair(tmp_path, [("a", "ATGA"), ("b", "ATGA")], [("a", "M")])
+    with pytest.raises(InputError) as err:
+        list(read_frame_pair(nt, aa))
+    assert err.value.path == str(aa) and "ends after 1 records" in err.value.problem and "'b'" in err.value.problem
+    nt, aa = write_pair(tmp_path, [("a", "ATGA")], [("a", "M"), ("b", "M")])
+    with pytest.raises(InputError) as err:
+        list(read_frame_pair(nt, aa))
+    assert err.value.path == str(nt)
+
+
+def test_nucleotide_length_must_fit_the_protein(tmp_path):
+    assert len(list(read_frame_pair(*write_pair(tmp_path, [("a", "ATG")], [("a", "M")])))) == 1  # clipped at end
+    nt, aa = write_pair(tmp_path, [("a", "ATGAA")], [("a", "M")])
+    with pytest.raises(InputError) as err:
+        list(read_frame_pair(nt, aa))
+    assert err.value.problem == (
+        "frame 'a': nucleotide length 5 does not match its protein of 1 aa (expected 4, or 3 at a chunk end)"
+    )
+
+
+def test_missing_file(tmp_path):
+    nt, aa = write_pair(tmp_path, [("a", "ATGA")], [("a", "M")])
+    with pytest.raises(InputError, match="file not found"):
+        list(read_frame_pair(nt, tmp_path / "gone.faa"))
+
+
+def test_shard_tsv_round_trip_and_atomic_write(tmp_path):
+    frames = list(read_frame_pair(GOLDEN / "identified_nucleotide.fa", GOLDEN / "identified_protein.faa"))[:50]
+    path = tmp_path / "shards" / "shard_00000.tsv"
+    assert write_frames_tsv(path, frames) == 50
+    assert path.read_text().splitlines()[0] == SHARD_HEADER == "frame_id\tnucleotide\tprotein"
+    assert list(read_frames_tsv(path)) == frames
+    assert [p.name for p in path.parent.iterdir()] == ["shard_00000.tsv"]
+
+
+def test_failed_shard_write_leaves_the_old_file(tmp_path):
+    path = tmp_path / "s.tsv"
+    write_frames_tsv(path, [Frame("a", "ATGA", "M")])
+
+    def frames():
+        yield Frame("b", "ATGA", "M")
+        raise RuntimeError("upstream failed")
+
+    with pytest.raises(RuntimeError):
+        write_frames_tsv(path, frames())
+    assert list(read_frames_tsv(path)) == [Frame("a", "ATGA", "M")]
+    assert [p.name for p in tmp_path.iterdir()] == ["s.tsv"]
+    with pytest.raises(ValueError, match="tab or newline"):
+        write_frames_tsv(path, [Frame("a\tb", "ATGA", "M")])
+
+
+def test_bad_shard_files(tmp_path):
+    path = tmp_path / "s.tsv"
+    path.write_text("id\tseq\n")
+    with pytest.raises(InputError, match="not a shard file"):
+        list(read_frames_tsv(path))
+    path.write_text(SHARD_HEADER + "\na\tATGA\tM\nb\tATGA\n")
+    with pytest.raises(InputError) as err:
+        list(read_frames_tsv(path))
+    assert err.value.problem == "line 3: expected 3 tab-separated fields, found 2"
+
+
+def test_frames_module_does_not_need_dnaio_or_numpy():
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['dnaio'] = None; sys.modules['numpy'] = None\n"
+            "import virnucpro.io.frames as f; print(f.Frame('a', 'ATGA', 'M').protein)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.returncode == 0 and out.stdout.strip() == "M", out.stderr

@@ -1,0 +1,39 @@
+"""`virnucpro preprocess`: chunk one sequence file and keep the stop-free frames of every chunk."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "Cut sequences into chunks and keep their stop-free frames."
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of bases, got {text}")
+    return value
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--input", required=True, metavar="IN",
+                   help="FASTA or FASTQ, plain, gzip, bzip2 or xz (detected from the content)")
+    p.add_argument("--chunk-length", required=True, type=_positive_int, metavar="L",
+                   help="chunk length in bp: 300 or 500 match the published models (300_model.pth, "
+                        "500_model.pth); other positive values are accepted for experiments")
+    p.add_argument("--outdir", required=True, metavar="DIR",
+                   help="writes chunked.fa, identified_nucleotide.fa, identified_protein.faa, records.tsv")
+    p.add_argument("--sample", metavar="ID", help="sample name, used in log messages")
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+
+    from virnucpro.preprocess.run import CHUNK_LENGTHS, preprocess_file
+
+    if args.chunk_length not in CHUNK_LENGTHS:
+        logging.getLogger(__name__).warning(
+            "chunk length %d matches no published model (trained lengths: %s)",
+            args.chunk_length, ", ".join(map(str, CHUNK_LENGTHS)),
+        )
+    preprocess_file(args.input, args.chunk_length, args.outdir, sample=args.sample)
+    return 0

@@ -1,0 +1,271 @@
+"""The preprocess step: one sequence file in, chunks and their stop-free frames out, every record accounted for.
+
+Outputs, written atomically into ``outdir`` (a failure leaves none of them behind):
+
+- ``chunked.fa``: the chunks, ids ``<record id>_chunk_<j>``, sequence in the input's case, 60 letters per line
+  (what the original's Biopython writer produced; the original only upper-cases chunks when identifying frames).
+- ``identified_nucleotide.fa`` and ``identified_protein.faa``: the kept frames, one line per sequence, in input
+  order then frame order F1 F2 F3 R1 R2 R3, ids ``<chunk id>F<1..3>`` / ``R<1..3>``; the same records, in the same
+  order, in both files.
+- ``records.tsv``: see ``RECORDS_HEADER``.
+
+Memory stays flat in the input size: records are read one at a time and processed in batches of about
+``BATCH_BASES`` bases (a longer record is a batch of its own, identified in passes of about ``PASS_BASES``
+bases). The only state that grows with the input is the id set for the duplicate check and one integer per
+record for the median length.
+
+Speed: about 10x the original per core (docs/BENCHMARKS.md, "Preprocessing"); the frame work is vectorized in
+``sixframe.py``, the FASTA text is built by NumPy per pass, and Python touches each record and kept frame once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from array import array
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from virnucpro.errors import InputError
+from virnucpro.io.seqio import FASTA_LINE_WIDTH, atomic_output_dir, read_raw_sequences
+from virnucpro.preprocess.chunking import chunk_starts
+from virnucpro.preprocess.sixframe import FRAME_SUFFIXES, identify_frames
+
+log = logging.getLogger(__name__)
+
+CHUNK_LENGTHS = (300, 500)  # the lengths the published models were trained on
+BATCH_BASES = 1 << 21  # bases per batch of records
+BATCH_RECORDS = 1 << 16  # records per batch at most (bounds batches of empty or tiny records)
+MAX_EMPTY_WARNINGS = 10
+PASS_BASES = 1 << 19  # chunk bases identified per NumPy pass: bounds the pass's arrays (~10 bytes per base)
+SHORT_READ_FRACTION = 0.75  # warn when the median record is shorter than this fraction of the chunk length
+
+OUTPUT_FILES = ("chunked.fa", "identified_nucleotide.fa", "identified_protein.faa", "records.tsv")
+
+# records.tsv: one row per input record, in input order, tab separated, with this header.
+#   record_id  the header up to its first whitespace
+#   length     bases in the record
+#   n_chunks   chunks written to chunked.fa (0 for an empty record)
+#   n_frames   frames written to identified_*.fa for this record (summed over its chunks)
+#   status     kept               at least one frame written
+#              empty              no sequence (header only); skipped, as the original would crash on it
+#              no_stop_free_frame every frame of every chunk has a stop codon (or no complete ACGT codon), so the
+#                                 record gets no prediction; the original drops such records silently
+RECORDS_HEADER = "record_id\tlength\tn_chunks\tn_frames\tstatus\n"
+
+
+@dataclass
+class PreprocessStats:
+    """Counts of one preprocess run. ``records`` counts every input record (``empty_records`` and
+    ``records_without_frames`` among them); ``median_length`` is over the non-empty records; ``outputs`` maps each
+    output file name to its final path."""
+
+    sample: str | None = None
+    chunk_length: int = 0
+    records: int = 0
+    empty_records: int = 0
+    records_without_frames: int = 0
+    chunks: int = 0
+    frames: int = 0
+    median_length: float = 0.0
+    outputs: dict[str, str] = field(default_factory=dict)
+
+
+class _Writers:
+    """The four output files, written as bytes, one batch at a time."""
+
+    def __init__(self, tmpdir: Path):
+        self.chunked = open(tmpdir / "chunked.fa", "wb")
+        self.nucleotide = open(tmpdir / "identified_nucleotide.fa", "wb")
+        self.protein = open(tmpdir / "identified_protein.faa", "wb")
+        self.records = open(tmpdir / "records.tsv", "w", encoding="utf-8", newline="\n")
+        self.records.write(RECORDS_HEADER)
+
+    def close(self):
+        for fh in (self.chunked, self.nucleotide, self.protein, self.records):
+            fh.close()
+
+
+def _wrapped_chunks(seq: bytes, starts: np.ndarray, lengths: np.ndarray, width: int = FASTA_LINE_WIDTH):
+    """The chunks seq[start : start + length] as FASTA sequence lines of ``width`` letters, each chunk's lines
+    ending in a newline; returns (all chunks' text, text length of each chunk). One NumPy pass for all chunks:
+    lay each chunk out as rows of ``width`` letters plus a newline column, then keep the letters inside the chunk
+    and the newlines of non-empty lines."""
+    n_lines = -(-int(lengths.max()) // width)
+    padded = np.frombuffer(seq + bytes(n_lines * width), dtype=np.uint8)
+    grid = np.empty((len(starts), n_lines, width + 1), dtype=np.uint8)
+    grid[:, :, :width] = sliding_window_view(padded, n_lines * width)[starts].reshape(len(starts), n_lines, width)
+    grid[:, :, width] = ord("\n")
+    position = np.arange(n_lines)[:, None] * width + np.arange(width + 1)  # letter index; the newline column
+    position[:, width] = np.arange(n_lines) * width  # keeps its line when the line has any letter
+    keep = position[None] < lengths[:, None, None]
+    return grid[keep].tobytes(), lengths + -(-lengths // width)
+
+
+class _Batch:
+    """Whole records (empty ones included, to keep records.tsv in input order) waiting to be processed together."""
+
+    def __init__(self):
+        self.ids: list[str] = []
+        self.seqs: list[bytes] = []
+        self.bases = 0
+
+    def add(self, record_id: str, seq: bytes) -> None:
+        self.ids.append(record_id)
+        self.seqs.append(seq)
+        self.bases += len(seq)
+
+
+class _Layout(NamedTuple):
+    """Where a batch's chunks lie in the batch's joined sequence."""
+
+    record_length: np.ndarray  # per record
+    chunks_of_record: np.ndarray  # per record; 0 for an empty record
+    chunk_record: np.ndarray  # per chunk: index of its record
+    starts: np.ndarray  # per chunk
+    lengths: np.ndarray  # per chunk
+    chunk_ids: list[bytes]  # per chunk
+
+
+def _layout(batch: _Batch, chunk_length: int) -> _Layout:
+    n_records = len(batch.ids)
+    record_length = np.fromiter(map(len, batch.seqs), dtype=np.int64, count=n_records)
+    record_start = np.cumsum(record_length) - record_length
+    chunks_of_record = -(-record_length // chunk_length)  # ceil
+    first_chunk = np.cumsum(chunks_of_record) - chunks_of_record
+    n_chunks = int(chunks_of_record.sum())
+    chunk_record = np.repeat(np.arange(n_records), chunks_of_record)
+    offset_in_record = np.zeros(n_chunks, dtype=np.int64)
+    for r in np.flatnonzero(chunks_of_record > 1).tolist():  # only records longer than a chunk need the rule
+        offset_in_record[first_chunk[r] : first_chunk[r] + chunks_of_record[r]] = chunk_starts(
+            int(record_length[r]), chunk_length
+        )
+    chunk_number = np.arange(n_chunks) - first_chunk[chunk_record] + 1
+    record_ids = [rid.encode("ascii") for rid in batch.ids]
+    return _Layout(
+        record_length,
+        chunks_of_record,
+        chunk_record,
+        record_start[chunk_record] + offset_in_record,
+        np.minimum(chunk_length, record_length[chunk_record] - offset_in_record),
+        [record_ids[r] + _chunk_suffix(j) for r, j in zip(chunk_record.tolist(), chunk_number.tolist())],
+    )
+
+
+def _write_pass(seq: bytes, starts: np.ndarray, lengths: np.ndarray, chunk_ids: list[bytes], out: _Writers):
+    """Write chunked.fa and the kept frames of some chunks; returns the kept-frame mask (chunks x 6)."""
+    text, text_len = _wrapped_chunks(seq, starts, lengths)
+    pieces, end = [], 0
+    for cid, size in zip(chunk_ids, text_len.tolist()):
+        pieces += (b">", cid, b"\n", text[end : end + size])
+        end += size
+    out.chunked.write(b"".join(pieces))
+    del pieces, text
+
+    frames = identify_frames(seq, starts, lengths)
+    chunk_of, frame_of = np.nonzero(frames.kept)
+    nt_pieces, aa_pieces = [], []
+    nt_end = aa_end = 0
+    for c, f, aa_len, nt_len in zip(
+        chunk_of.tolist(), frame_of.tolist(), frames.protein_lengths.tolist(), frames.nucleotide_lengths.tolist()
+    ):
+        header = b">%s%s\n" % (chunk_ids[c], _SUFFIX[f])
+        nt_pieces += (header, frames.nucleotides[nt_end : nt_end + nt_len], b"\n")
+        aa_pieces += (header, frames.proteins[aa_end : aa_end + aa_len], b"\n")
+        nt_end += nt_len
+        aa_end += aa_len
+    out.nucleotide.write(b"".join(nt_pieces))
+    out.protein.write(b"".join(aa_pieces))
+    return frames.kept
+
+
+def _flush(batch: _Batch, chunk_length: int, out: _Writers, stats: PreprocessStats) -> None:
+    """Chunk, identify and write one batch, then its records.tsv rows; add its counts to ``stats``."""
+    if not batch.ids:
+        return
+    joined = b"".join(batch.seqs)
+    lay = _layout(batch, chunk_length)
+    n_chunks = len(lay.starts)
+    frames_per_record = np.zeros(len(batch.ids), dtype=np.int64)
+    per_pass = max(1, PASS_BASES // chunk_length)
+    for first in range(0, n_chunks, per_pass):  # passes bound memory for records of any length
+        part = slice(first, min(first + per_pass, n_chunks))
+        kept = _write_pass(joined, lay.starts[part], lay.lengths[part], lay.chunk_ids[part], out)
+        frames_per_record += np.bincount(lay.chunk_record[part], weights=kept.sum(axis=1),
+                                         minlength=len(batch.ids)).astype(np.int64)
+
+    rows = []
+    for rid, rlen, rchunks, nframes in zip(
+        batch.ids, lay.record_length.tolist(), lay.chunks_of_record.tolist(), frames_per_record.tolist()
+    ):
+        status = "kept" if nframes else ("empty" if rlen == 0 else "no_stop_free_frame")
+        rows.append(f"{rid}\t{rlen}\t{rchunks}\t{nframes}\t{status}\n")
+    out.records.write("".join(rows))
+    stats.records_without_frames += int(np.count_nonzero((frames_per_record == 0) & (lay.record_length > 0)))
+    stats.frames += int(frames_per_record.sum())
+    stats.chunks += n_chunks
+
+
+_CHUNK_SUFFIXES: list[bytes] = []
+
+
+def _chunk_suffix(j: int) -> bytes:
+    while len(_CHUNK_SUFFIXES) <= j:
+        _CHUNK_SUFFIXES.append(b"_chunk_%d" % len(_CHUNK_SUFFIXES))
+    return _CHUNK_SUFFIXES[j]
+
+
+_SUFFIX = [s.encode("ascii") for s in FRAME_SUFFIXES]
+
+
+def preprocess_file(
+    input_path: str | os.PathLike, chunk_length: int, outdir: str | os.PathLike, sample: str | None = None
+) -> PreprocessStats:
+    """Chunk every record of ``input_path`` (FASTA/FASTQ, plain or compressed) to ``chunk_length`` and keep the
+    stop-free frames, writing ``OUTPUT_FILES`` into ``outdir`` atomically. Returns the counts (also logged)."""
+    if chunk_length <= 0:
+        raise InputError(input_path, f"chunk length must be a positive number of bases, got {chunk_length}")
+    name = f"sample {sample}: " if sample else ""
+    stats = PreprocessStats(sample=sample, chunk_length=chunk_length)
+    lengths = array("q")
+    with atomic_output_dir(outdir) as tmpdir:
+        out = _Writers(tmpdir)
+        try:
+            batch = _Batch()
+            for record_id, seq in read_raw_sequences(input_path):
+                stats.records += 1
+                if seq:
+                    lengths.append(len(seq))
+                else:
+                    stats.empty_records += 1
+                    if stats.empty_records <= MAX_EMPTY_WARNINGS:
+                        log.warning("%srecord %d (%r) in %s has no sequence; skipped%s", name, stats.records,
+                                    record_id, input_path,
+                                    " (further empty records are only counted)"
+                                    if stats.empty_records == MAX_EMPTY_WARNINGS else "")
+                batch.add(record_id, seq)
+                if batch.bases >= BATCH_BASES or len(batch.ids) >= BATCH_RECORDS:
+                    _flush(batch, chunk_length, out, stats)
+                    batch = _Batch()
+            _flush(batch, chunk_length, out, stats)
+        finally:
+            out.close()
+    stats.median_length = float(np.median(np.frombuffer(lengths, dtype=np.int64))) if len(lengths) else 0.0
+    stats.outputs = {f: str(Path(outdir) / f) for f in OUTPUT_FILES}
+    log.info(
+        "%s%d records read (%d empty, %d without a stop-free frame), %d chunks of <= %d bp, %d frames kept",
+        name, stats.records, stats.empty_records, stats.records_without_frames, stats.chunks, chunk_length,
+        stats.frames,
+    )
+    if lengths and stats.median_length < SHORT_READ_FRACTION * chunk_length:
+        log.warning(
+            "%smedian record length %.0f bp is much shorter than the %d bp chunk length: the %d bp model was "
+            "trained on %d bp chunks and its calls on reads this short are unreliable (about 53%% accuracy was "
+            "reported for 150 bp reads on the 300 bp model)",
+            name, stats.median_length, chunk_length, chunk_length, chunk_length,
+        )
+    return stats

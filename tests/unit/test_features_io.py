@@ -45,3 +45,12 @@ def test_garbage_file_is_a_clear_input_error(tmp_path):
     bad.write_bytes(b"not a zip at all")
     with pytest.raises(InputError, match="bad.npz"):
         load_features(bad)
+
+
+def test_truncated_file_is_a_clear_input_error(tmp_path):
+    good = tmp_path / "good.npz"
+    save_features(good, _feats(4))
+    cut = tmp_path / "cut.npz"
+    cut.write_bytes(good.read_bytes()[:200])
+    with pytest.raises(InputError, match="cut.npz"):
+        load_features(cut)

@@ -11,6 +11,7 @@ Writes are atomic: a temp file in the same directory, fsync, rename.
 from __future__ import annotations
 
 import os
+import zipfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,5 +66,5 @@ def load_features(path: str | os.PathLike) -> Features:
     try:
         with np.load(path, allow_pickle=False) as z:
             return Features([str(i) for i in z["ids"]], z["nucleotide"], z["protein"])
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise InputError(path, f"not a readable feature file ({exc})") from exc

@@ -1,0 +1,75 @@
+# virnucpro: toolchain and everyday commands. Everything is installed inside this checkout:
+#   .venv/                 Python venv (requirements.txt pins, then this package in editable mode)
+#   tools/nextflow/lib/    Nextflow jars from Maven Central (tools/nextflow/pom.xml), run by tools/nextflow/nextflow
+# Every target is idempotent: a second `make install` checks and returns in about a second.
+
+SHELL        := /bin/bash
+.SHELLFLAGS  := -euo pipefail -c
+PYTHON       ?= python3
+VENV         := .venv
+VENV_PY      := $(VENV)/bin/python
+NXF_DIR      := tools/nextflow
+NXF_STAMP    := $(NXF_DIR)/lib/.installed
+# Any Nextflow >= 25.04 works: `make demo NEXTFLOW=nextflow` uses the one on PATH instead of ours.
+NEXTFLOW     ?= $(NXF_DIR)/nextflow
+TEST_MODELS  := tests/models/TEST_MODELS.txt
+OUTDIR       ?= results
+
+# Root installs system packages directly; anyone else through sudo.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install java maven venv nextflow test-models test demo clean
+
+install: java venv nextflow
+
+# Java 17+ runs Nextflow 25.04; installed from Debian only when no java is on PATH.
+java:
+	@if ! command -v java >/dev/null; then \
+	  echo "java not found: installing openjdk-17-jre-headless"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq openjdk-17-jre-headless; \
+	fi
+	@v=$$(java -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p'); \
+	if [ "$${v%%.*}" -lt 17 ]; then echo "error: Java $$v found, Nextflow 25.04 needs Java 17 or newer" >&2; exit 1; fi
+
+maven:
+	@if ! command -v mvn >/dev/null; then \
+	  echo "mvn not found: installing maven"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq maven; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	@# Debian's python3 has no venv module until python3-venv is installed.
+	[ -x $(VENV_PY) ] || $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq python3-venv \
+	  && $(PYTHON) -m venv $(VENV); }
+	$(VENV_PY) -m pip install -q -r requirements.txt
+	$(VENV_PY) -m pip install -q --no-deps -e .
+	touch $@
+
+nextflow: $(NXF_STAMP)
+
+$(NXF_STAMP): $(NXF_DIR)/pom.xml | java maven
+	rm -rf $(NXF_DIR)/lib
+	mvn -B -q -f $(NXF_DIR)/pom.xml dependency:copy-dependencies \
+	  -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/$(NXF_DIR)/lib
+	$(NXF_DIR)/nextflow -version | grep -q 'version 25.04'
+	touch $@
+
+# Tiny random-weight models in the real file formats, for tests and -profile test.
+test-models: $(TEST_MODELS)
+
+$(TEST_MODELS): $(VENV)/.installed $(wildcard virnucpro/models/*.py virnucpro/commands/make_test_models.py)
+	bin/virnucpro make-test-models --outdir tests/models
+	@test -f $@ || { echo "error: make-test-models wrote no $@" >&2; exit 1; }
+
+test: install test-models
+	$(VENV_PY) -m pytest tests
+
+# The whole pipeline on the bundled test data with the tiny models (2 CPUs, a couple of minutes).
+demo: install test-models
+	$(NEXTFLOW) run main.nf -profile test --outdir $(OUTDIR)
+
+clean:
+	rm -rf work .nextflow .nextflow.log* $(OUTDIR)

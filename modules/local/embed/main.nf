@@ -1,0 +1,46 @@
+// Embed one shard of frames: DNABERT-S (nucleotide) and ESM-2 (protein) mean-pooled features.
+// Precision, device and GPU placement come through task.ext.args (conf/modules.config). The checkpoint directory
+// is a plain string outside the task directory: a retried or resumed task runs in a new work dir and must still
+// find it, and a staged `path` would put its changing content into the task hash.
+process EMBED {
+    tag "${meta.id}:${meta.shard}"
+    label 'process_gpu'
+
+    input:
+    tuple val(meta), path(shard)
+    path(esm_model, stageAs: 'models/esm/*')
+    path(dnabert_model, stageAs: 'models/dnabert/*')
+    val checkpoint_dir
+
+    output:
+    tuple val(meta), path("${prefix}.features.npz"), emit: features
+    tuple val(meta), path("${prefix}.embed.json")  , emit: summary
+    tuple val("${task.process}"), val('virnucpro'), eval('virnucpro --version | cut -d" " -f2'), topic: versions, emit: versions_virnucpro
+    // The Python of bin/virnucpro's venv, else python3. No shell variables: Nextflow runs eval commands inside
+    // bash -c "..." without escaping `$`, so `$(...)` is expanded there, in the task's environment, which is fine.
+    tuple val("${task.process}"), val('torch'), eval('$(dirname $(command -v virnucpro))/../.venv/bin/python -c "import torch; print(torch.__version__)" 2>/dev/null || python3 -c "import torch; print(torch.__version__)"'), topic: versions, emit: versions_torch
+
+    when:
+    task.ext.when == null || task.ext.when
+
+    script:
+    def args = task.ext.args ?: ''
+    prefix = task.ext.prefix ?: "${meta.id}.${meta.shard}"
+    """
+    virnucpro embed \\
+        --frames ${shard} \\
+        --esm-model ${esm_model} \\
+        --dnabert-model ${dnabert_model} \\
+        --out ${prefix}.features.npz \\
+        --summary ${prefix}.embed.json \\
+        --checkpoint-dir '${checkpoint_dir}/${meta.id}' \\
+        ${args}
+    """
+
+    stub:
+    prefix = task.ext.prefix ?: "${meta.id}.${meta.shard}"
+    """
+    touch ${prefix}.features.npz
+    echo '{}' > ${prefix}.embed.json
+    """
+}

@@ -1,0 +1,36 @@
+// Cut a sample's sequences into chunk_length chunks and keep each chunk's stop-free frames.
+process PREPROCESS {
+    tag "${meta.id}"
+    label 'process_single'
+
+    input:
+    tuple val(meta), path(reads, stageAs: 'input/*')
+    val chunk_length
+
+    output:
+    tuple val(meta), path('preprocess/identified_nucleotide.fa'), path('preprocess/identified_protein.faa'), emit: frames
+    tuple val(meta), path('preprocess/records.tsv')                                                        , emit: records
+    tuple val(meta), path('preprocess/chunked.fa')                                                         , emit: chunks
+    tuple val("${task.process}"), val('virnucpro'), eval('virnucpro --version | cut -d" " -f2'), topic: versions, emit: versions_virnucpro
+
+    when:
+    task.ext.when == null || task.ext.when
+
+    script:
+    def args = task.ext.args ?: ''
+    """
+    virnucpro preprocess \\
+        --input ${reads} \\
+        --chunk-length ${chunk_length} \\
+        --sample '${meta.id}' \\
+        --outdir preprocess \\
+        ${args}
+    """
+
+    stub:
+    """
+    mkdir -p preprocess
+    touch preprocess/chunked.fa preprocess/identified_nucleotide.fa preprocess/identified_protein.faa
+    printf 'record_id\\tstatus\\n' > preprocess/records.tsv
+    """
+}

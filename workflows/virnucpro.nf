@@ -1,0 +1,93 @@
+/*
+ * VIRNUCPRO: per sample PREPROCESS -> SHARD -> EMBED (per shard, GPU) -> CLASSIFY (per shard) -> AGGREGATE,
+ * then one REPORT over all samples. Shards are contiguous slices of a sample's frames, so putting the shard
+ * predictions back in shard-name order restores input order.
+ */
+
+include { PREPROCESS } from '../modules/local/preprocess'
+include { SHARD      } from '../modules/local/shard'
+include { EMBED      } from '../modules/local/embed'
+include { CLASSIFY   } from '../modules/local/classify'
+include { AGGREGATE  } from '../modules/local/aggregate'
+include { REPORT     } from '../modules/local/report'
+
+workflow VIRNUCPRO {
+    take:
+    ch_samples      // [ meta, reads ]
+
+    main:
+    def esm_model     = file(params.esm_model, checkIfExists: true)
+    def dnabert_model = file(params.dnabert_model, checkIfExists: true)
+    def classifier    = file(params.classifier, checkIfExists: true)
+    // Outside the work dir: retried and resumed tasks run in new work dirs and must find earlier checkpoints.
+    def checkpoint_dir = params.checkpoint_dir ?: "${workflow.workDir.parent}/virnucpro-checkpoints"
+
+    PREPROCESS(ch_samples, params.chunk_length)
+
+    SHARD(PREPROCESS.out.frames, params.shard_tokens)
+
+    // One item per shard; the sample meta gains the shard name and the sample's shard count (for groupKey).
+    ch_shards = SHARD.out.shards.flatMap { meta, shards ->
+        def ordered = (shards instanceof List ? shards : [shards]).sort(false, shardOrder())
+        ordered.collect { shard -> [meta + [shard: shard.baseName, n_shards: ordered.size()], shard] }
+    }
+
+    EMBED(ch_shards, esm_model, dnabert_model, checkpoint_dir)
+
+    CLASSIFY(EMBED.out.features, classifier)
+
+    // Back to one item per sample, as soon as its last shard is classified, shard predictions in shard order.
+    ch_predictions = CLASSIFY.out.predictions
+        .map { meta, predictions -> [groupKey(sampleMeta(meta), meta.n_shards), predictions] }
+        .groupTuple()
+        .map { key, predictions -> [key.getGroupTarget(), predictions.sort(false, shardOrder())] }
+
+    ch_aggregate = ch_predictions
+        .join(PREPROCESS.out.records)
+        .join(ch_samples)
+
+    AGGREGATE(ch_aggregate)
+
+    ch_sample_summaries = AGGREGATE.out.summary.map { meta, summary -> summary }.toSortedList { a, b -> a.name <=> b.name }
+    ch_embed_summaries = EMBED.out.summary.map { meta, summary -> summary }.toSortedList { a, b -> a.name <=> b.name }
+    // combine() concatenates list items, so each list of files travels wrapped in a one-element list.
+    ch_report = ch_sample_summaries
+        .map { summaries -> [summaries] }
+        .combine(ch_embed_summaries.map { summaries -> [summaries] })
+        .map { sample_summaries, embed_summaries -> [[id: 'report'], sample_summaries, embed_summaries] }
+
+    REPORT(ch_report)
+
+    // Software versions, from every process's `topic: versions` outputs.
+    channel.topic('versions')
+        .map { process, tool, version -> [process.tokenize(':').last(), tool, version.toString().trim()] }
+        .unique()
+        .toList()
+        .map { rows -> versionsYaml(rows) }
+        .collectFile(storeDir: "${params.outdir}/pipeline_info", name: 'software_versions.yml', newLine: true)
+
+    results = AGGREGATE.out.summary
+    report = REPORT.out.report
+
+    emit:
+    results
+    report
+}
+
+// Shard files in shard order: shard_00000 … shard_99999, shard_100000 …, i.e. by name length, then by name.
+def shardOrder() {
+    return { a, b -> a.name.length() <=> b.name.length() ?: a.name <=> b.name } as Comparator
+}
+
+def sampleMeta(Map meta) {
+    return meta.findAll { key, value -> !(key in ['shard', 'n_shards']) }
+}
+
+def versionsYaml(List rows) {
+    def byProcess = new TreeMap()
+    rows.each { process, tool, version -> byProcess.get(process, new TreeMap())[tool] = version }
+    byProcess['Workflow'] = new TreeMap([Nextflow: workflow.nextflow.version.toString(), virnucpro: workflow.manifest.version])
+    return byProcess.collect { process, tools ->
+        (["${process}:"] + tools.collect { tool, version -> "  ${tool}: '${version}'" }).join('\n')
+    }.join('\n')
+}

@@ -7,7 +7,7 @@ import pytest
 from virnucpro.errors import InputError
 from virnucpro.io.frames import SHARD_HEADER, Frame, read_frame_pair, read_frames_tsv, write_frames_tsv
 
-GOLDEN = Path("/work/shared/reference/preprocess/expected_500")
+GOLDEN = Path(__file__).resolve().parents[1] / "data" / "golden" / "expected_500"
 
 
 def write_pair(tmp_path, nt, aa):

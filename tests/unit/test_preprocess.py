@@ -14,7 +14,7 @@ from virnucpro.preprocess import run as pp
 from virnucpro.preprocess.chunking import chunk_starts
 from virnucpro.preprocess.run import RECORDS_HEADER, preprocess_file
 
-GOLDEN = Path("/work/shared/reference/preprocess")
+GOLDEN = Path(__file__).resolve().parents[1] / "data" / "golden"
 ROOT = Path(__file__).resolve().parents[2]
 OUTPUTS = ("chunked.fa", "identified_nucleotide.fa", "identified_protein.faa")
 

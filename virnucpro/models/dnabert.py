@@ -112,20 +112,13 @@ class DNABERT(nn.Module):
         return x
 
     def forward_packed(self, ids: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int) -> torch.Tensor:
-        # Linear layers run on the packed tokens; attention re-pads each sequence (MosaicBERT's own layout),
-        # so ALiBi distances and softmax never cross a sequence boundary.
-        from virnucpro.models.esm2 import pad_segments, segment_positions
-
-        seq_of, pos = segment_positions(cu_seqlens, ids.shape[0])
-        n_seq = cu_seqlens.shape[0] - 1
-        valid = torch.zeros(n_seq, max_seqlen, dtype=torch.bool, device=ids.device)
-        valid[seq_of, pos] = True
-        bias = alibi_bias(self.slopes, max_seqlen)[None] + (~valid).float()[:, None, None, :] * MASKED_KEY_BIAS
+        # Linear layers run on the packed tokens; attention re-pads each sequence around the kernel (MosaicBERT's
+        # own layout), so ALiBi distances and softmax never cross a sequence boundary. The padded layout and the
+        # ALiBi + padding bias are built once per batch and shared by all layers (virnucpro.models.attention).
+        from virnucpro.models.attention import alibi_attention
 
         def attend(q, k, v):  # [T, heads, D]
-            qp, kp, vp = (pad_segments(t, seq_of, pos, n_seq, max_seqlen).transpose(1, 2) for t in (q, k, v))
-            out = F.scaled_dot_product_attention(qp, kp, vp, attn_mask=bias.to(q.dtype))
-            return out.transpose(1, 2)[seq_of, pos]
+            return alibi_attention(q, k, v, cu_seqlens, max_seqlen, self.slopes)
 
         x = self.embed(ids)
         for layer in self.layers:

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from virnucpro.errors import ModelFormatError
@@ -200,22 +199,15 @@ def segment_positions(cu_seqlens: torch.Tensor, total: int) -> tuple[torch.Tenso
     return seq_of, idx - cu[seq_of]
 
 
-def packed_attention(q, k, v, cu_seqlens, max_seqlen, seq_of, pos):
-    """Attention inside each packed sequence; q is pre-scaled, so the kernel scale is 1."""
-    if q.is_cuda and q.dtype in (torch.float16, torch.bfloat16):
-        from torch.nn.attention.varlen import varlen_attn
+def packed_attention(q, k, v, cu_seqlens, max_seqlen, seq_of=None, pos=None):
+    """Attention inside each packed sequence; q is pre-scaled, so the kernel scale is 1.
 
-        cu = cu_seqlens.to(torch.int32)
-        return varlen_attn(q, k, v, cu, cu, max_seqlen, max_seqlen, scale=1.0)
-    # CPU or fp32: scatter into a padded [B, L] layout around attention and back (exact, no Python loop).
-    n_seq = cu_seqlens.shape[0] - 1
-    qp, kp, vp = (pad_segments(t, seq_of, pos, n_seq, max_seqlen) for t in (q, k, v))
-    valid = torch.zeros(n_seq, max_seqlen, dtype=torch.bool, device=q.device)
-    valid[seq_of, pos] = True
-    out = F.scaled_dot_product_attention(
-        qp.transpose(1, 2), kp.transpose(1, 2), vp.transpose(1, 2), attn_mask=valid[:, None, None, :], scale=1.0
-    )
-    return out.transpose(1, 2)[seq_of, pos]
+    The kernels live in virnucpro.models.attention: FlashAttention-2 varlen on CUDA fp16/bf16, else padded SDPA
+    with a key-padding mask (exact, no Python loop). `seq_of`/`pos` are accepted for old callers and unused.
+    """
+    from virnucpro.models.attention import varlen_attention
+
+    return varlen_attention(q, k, v, cu_seqlens.to(torch.int32), max_seqlen, scale=1.0)
 
 
 def pad_segments(x: torch.Tensor, seq_of, pos, n_seq: int, max_seqlen: int) -> torch.Tensor:

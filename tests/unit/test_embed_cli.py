@@ -1,0 +1,129 @@
+"""`virnucpro embed` end to end on a shard file with the tiny models (CPU, fp32)."""
+
+import json
+import random
+
+import numpy as np
+import pytest
+
+from virnucpro.cli import main
+from virnucpro.embed.checkpoint import PartStore
+from virnucpro.embed.reference import reference_features
+from virnucpro.embed.run import checkpoint_key
+from virnucpro.io.features import Features, load_features
+from virnucpro.io.frames import Frame, write_frames_tsv
+from virnucpro.models.dnabert import load_dnabert, load_tokenizer
+from virnucpro.models.esm2 import load_esm2
+
+
+@pytest.fixture(scope="module")
+def shard(tmp_path_factory):
+    rng = random.Random(21)
+    frames = []
+    for i in range(23):
+        aa = rng.randint(1, 90)
+        frames.append(Frame(f"rec{i // 6}_chunk_{i % 6}F{1 + i % 3}",
+                            "".join(rng.choice("ACGT") for _ in range(3 * aa + 1)),
+                            "".join(rng.choice("ACDEFGHIKLMNPQRSTVWY") for _ in range(aa))))
+    path = tmp_path_factory.mktemp("shard") / "shard_00000.tsv"
+    write_frames_tsv(path, frames)
+    return path, frames
+
+
+def cli(tiny_models, shard_path, out, *extra):
+    return main(["embed", "--frames", str(shard_path), "--esm-model", str(tiny_models.esm_pt),
+                 "--dnabert-model", str(tiny_models.dnabert), "--out", str(out), "--device", "cpu",
+                 "--precision", "fp32", *extra])
+
+
+@pytest.fixture(scope="module")
+def first_run(tiny_models, shard, tmp_path_factory):
+    d = tmp_path_factory.mktemp("embed")
+    assert cli(tiny_models, shard[0], d / "out.npz", "--summary", str(d / "s.json"), "--token-budget", "300") == 0
+    return load_features(d / "out.npz"), json.loads((d / "s.json").read_text())
+
+
+def test_embed_cli_matches_reference(tiny_models, shard, first_run):
+    feats, _ = first_run
+    frames = shard[1]
+    ref = reference_features(frames, load_esm2(tiny_models.esm_pt), load_dnabert(tiny_models.dnabert),
+                             load_tokenizer(tiny_models.dnabert))
+    assert feats.ids == [f.id for f in frames]
+    assert feats.protein.dtype == np.float32 and feats.nucleotide.dtype == np.float32
+    np.testing.assert_allclose(feats.protein, ref.protein, rtol=0, atol=1e-5 * np.abs(ref.protein).max())
+    np.testing.assert_allclose(feats.nucleotide, ref.nucleotide, rtol=0, atol=1e-5 * np.abs(ref.nucleotide).max())
+
+
+def test_embed_summary_reports_the_run(shard, first_run):
+    _, summary = first_run
+    frames = shard[1]
+    assert summary["frames"] == len(frames)
+    assert summary["precision"] == "fp32" and summary["test_models"] is True
+    assert summary["device"].startswith("cpu")
+    prot = summary["models"]["protein"]
+    assert prot["sequences"] == len(frames)
+    assert prot["tokens"] == sum(len(f.protein) + 2 for f in frames)
+    assert prot["packing_efficiency"] == 1.0 and prot["batches"] >= 2  # budget 300 forces several batches
+    for field in ("tokens_per_s", "loader_wait_seconds", "wall_seconds"):
+        assert summary[field] is not None
+
+
+def test_resume_reuses_a_valid_part_and_gives_identical_output(tiny_models, shard, first_run, tmp_path):
+    feats, _ = first_run
+    ckpt = tmp_path / "ckpt"
+    key = checkpoint_key(shard[0], str(tiny_models.esm_pt), str(tiny_models.dnabert), "fp32", ckpt)
+    every = 10
+    with PartStore(ckpt, key) as store:  # a part a killed run left behind
+        store.write(1, Features(feats.ids[10:20], feats.nucleotide[10:20], feats.protein[10:20]))
+    out = tmp_path / "resumed.npz"
+    assert cli(tiny_models, shard[0], out, "--checkpoint-dir", str(ckpt), "--checkpoint-every", str(every),
+               "--summary", str(tmp_path / "s.json")) == 0
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["parts"] == 3 and summary["parts_reused"] == 1
+    assert summary["models"]["protein"]["sequences"] == len(feats) - 10  # part 1 was not recomputed
+    resumed = load_features(out)
+    assert resumed.ids == feats.ids
+    np.testing.assert_allclose(resumed.protein, feats.protein, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(resumed.nucleotide, feats.nucleotide, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(resumed.protein[10:20], feats.protein[10:20])  # taken from the part as is
+
+
+def test_bad_protein_is_one_clear_error(tiny_models, tmp_path, capsys):
+    path = tmp_path / "bad.tsv"
+    write_frames_tsv(path, [Frame("x_chunk_1F1", "ACGTACGTAC", "MK*")])
+    out = tmp_path / "out.npz"
+    assert cli(tiny_models, path, out) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "'*'" in err
+    assert not out.exists()
+
+
+def test_a_sigterm_during_embed_is_logged_as_killed_with_exit_143(tiny_models, tmp_path):
+    """The embed command turns SIGTERM into one classified failure line and the conventional exit status."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from virnucpro.embed.shard import split_frames
+    from virnucpro.io.frames import Frame
+
+    frames = [Frame(f"s{i}_chunk_1F1", "ACG" * 40 + "A", "T" * 40) for i in range(3000)]
+    [shard] = split_frames(frames, tmp_path, 10**9)
+    root = Path(__file__).resolve().parents[2]
+    p = subprocess.Popen([sys.executable, "-m", "virnucpro", "embed", "--frames", str(shard),
+                          "--esm-model", str(tiny_models.esm_pt), "--dnabert-model", str(tiny_models.dnabert),
+                          "--out", str(tmp_path / "out.npz"), "--device", "cpu", "--precision", "fp32"],
+                         cwd=root, stderr=subprocess.PIPE, text=True)
+    seen = []
+    for line in p.stderr:  # the handler is in place once embed_shard logs the shard size
+        seen.append(line)
+        if " 3000 frames" in line:
+            break
+    time.sleep(0.2)
+    p.send_signal(signal.SIGTERM)
+    err = "".join(seen) + p.communicate(timeout=120)[1]
+    assert p.returncode == 143, err
+    assert "virnucpro: failure kind=killed exit=143" in err
+    assert not (tmp_path / "out.npz").exists()

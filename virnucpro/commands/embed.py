@@ -1,0 +1,50 @@
+"""`virnucpro embed`: one shard of frames → one features npz (DNABERT-S and ESM-2 mean embeddings)."""
+
+from __future__ import annotations
+
+HELP = "Embed one shard of frames with DNABERT-S and ESM-2."
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--frames", required=True, help="shard TSV (frame_id, nucleotide, protein)")
+    p.add_argument("--esm-model", required=True, help="ESM-2 3B: fair-esm .pt file or HF model directory")
+    p.add_argument("--dnabert-model", required=True, help="DNABERT-S HF model directory (with tokenizer.json)")
+    p.add_argument("--out", required=True, help="features .npz to write")
+    p.add_argument("--precision", choices=("fp16", "fp32"), default="fp16",
+                   help="GPU compute precision; fp32 is the validation mode (the CPU always uses fp32)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="auto: a leased GPU if any, else the CPU")
+    p.add_argument("--checkpoint-dir", default=None,
+                   help="keep checkpoint parts here (outside the task directory) so a re-run resumes")
+    p.add_argument("--checkpoint-every", type=int, default=10000, help="frames per checkpoint part")
+    p.add_argument("--gpus", default=None, help="physical GPU ids this task may lease, e.g. 0,1")
+    p.add_argument("--lease-dir", default=None, help="directory of the per-GPU lease lock files")
+    p.add_argument("--token-budget", type=int, default=None,
+                   help="tokens per packed batch (default: derived from free GPU memory)")
+    p.add_argument("--summary", default=None, help="write the run's throughput summary JSON here")
+    p.add_argument("--workers", type=int, default=None, help="CPU loader workers (default: by device)")
+    p.add_argument("--no-compile", action="store_true",
+                   help="run ESM-2 eagerly on the GPU (default: torch.compile the fp16 path)")
+
+
+def run(args) -> int:
+    from virnucpro.embed.failures import raise_on_sigterm, report_failure
+    from virnucpro.embed.lease import parse_gpu_list
+    from virnucpro.embed.run import embed_shard
+    from virnucpro.errors import VirnucproError
+
+    gpus = parse_gpu_list(args.gpus) if args.gpus else None
+    raise_on_sigterm()
+    try:
+        embed_shard(
+            args.frames, args.out, esm_model=args.esm_model, dnabert_model=args.dnabert_model, device=args.device,
+            precision=args.precision, checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.checkpoint_every,
+            gpus=gpus, lease_dir=args.lease_dir, token_budget=args.token_budget, summary_path=args.summary,
+            workers=args.workers, compile=False if args.no_compile else None,
+        )
+    except VirnucproError as exc:
+        report_failure(exc)
+        raise  # the CLI prints its one-line message and exits with its code
+    except BaseException as exc:  # CUDA out of memory or faults, SIGTERM, bugs: one classified line, its exit code
+        return report_failure(exc).exit_code
+    return 0

@@ -1,0 +1,65 @@
+"""`virnucpro predict`: the whole computation on one machine, without Nextflow.
+
+The same package functions as the pipeline, one after the other: preprocess_file → frames TSV → embed_shard
+(engine, checkpoints off) → predict_probs → the original's two result files. Intermediate files stay in
+OUTDIR/intermediate/ so a run can be inspected.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+HELP = "Run the whole computation on one machine, without Nextflow."
+
+log = logging.getLogger("virnucpro.predict")
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--input", required=True, type=Path, help="FASTA/FASTQ (plain or compressed)")
+    p.add_argument("--chunk-length", required=True, type=int, help="300 or 500 (the classifier's chunk size)")
+    p.add_argument("--esm-model", required=True, help="ESM-2 3B: fair-esm .pt file or HF model directory")
+    p.add_argument("--dnabert-model", required=True, help="DNABERT-S HF model directory (with tokenizer.json)")
+    p.add_argument("--classifier", required=True, type=Path, help="300_model.pth / 500_model.pth")
+    p.add_argument("--outdir", required=True, type=Path, help="where the result files go")
+    p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32",
+                   help="GPU compute precision (default fp32, the original's; the CPU always uses fp32)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--token-budget", type=int, default=None, help="tokens per packed batch (default: automatic)")
+
+
+def run(args) -> int:
+    from virnucpro.classify.outputs import write_highestscore, write_prediction_results
+    from virnucpro.classify.predict import predict_probs
+    from virnucpro.embed.run import embed_shard
+    from virnucpro.errors import InputError
+    from virnucpro.io.features import load_features
+    from virnucpro.io.frames import read_frame_pair, write_frames_tsv
+    from virnucpro.models.classifier import load_classifier
+    from virnucpro.preprocess.run import preprocess_file
+
+    if not args.input.is_file():
+        raise InputError(args.input, "file not found")
+    # Load the classifier first: a wrong file should fail before minutes of embedding.
+    classifier = load_classifier(args.classifier)
+    work = args.outdir / "intermediate"
+    pre = work / "preprocess"
+    preprocess_file(args.input, args.chunk_length, pre)
+    frames_tsv = work / "frames.tsv"
+    n = write_frames_tsv(frames_tsv, read_frame_pair(pre / "identified_nucleotide.fa",
+                                                     pre / "identified_protein.faa"))
+    log.info("%d frames to embed", n)
+    features_path = work / "features.npz"
+    embed_shard(frames_tsv, features_path, esm_model=args.esm_model, dnabert_model=args.dnabert_model,
+                device=args.device, precision=args.precision, token_budget=args.token_budget,
+                summary_path=work / "embed_summary.json")
+    features = load_features(features_path)
+    try:
+        probs = predict_probs(classifier, features)
+    except ValueError as exc:
+        raise InputError(args.classifier, f"{exc} (classifier and embedding models do not fit together)") from None
+    args.outdir.mkdir(parents=True, exist_ok=True)
+    write_prediction_results(args.outdir / "prediction_results.txt", features.ids, probs)
+    write_highestscore(args.outdir / "prediction_results_highestscore.csv", features.ids, probs)
+    print(f"{len(features)} frame(s) scored → {args.outdir / 'prediction_results.txt'}")
+    return 0

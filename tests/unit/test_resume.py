@@ -107,11 +107,13 @@ def test_kill_9_at_random_points_then_resume_gives_the_uninterrupted_output(tmp_
         if p.poll() is not None:
             break
         p.send_signal(signal.SIGKILL)
-        p.wait()
+        if p.wait() == 0 or out.exists():
+            # It finished between the poll and the signal (or was killed while exiting, its output written):
+            # the output must then be complete, which the checks below verify.
+            break
         kills += 1
-        assert not out.exists()  # no final output until the whole shard is done
         assert kills < 40, "never finished"
-    assert p.returncode == 0, p.stderr.read()
+    assert p.returncode == 0 or out.exists(), p.stderr.read()
     assert kills >= 1
     final = load_features(out)
     assert final.ids == [f.id for f in frames]  # every frame exactly once, in order

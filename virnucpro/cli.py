@@ -23,8 +23,41 @@ COMMANDS = {
     "report": "Write the run's HTML report and MultiQC files.",
     "predict": "Run the whole computation on one machine, without Nextflow.",
     "check-samplesheet": "Validate a samplesheet and list its samples.",
+    "provenance": "Record the model files (sha256, size, path), precision and chunk length of a run.",
     "make-test-models": "Write tiny random-weight models in the real file formats.",
 }
+
+
+# Software whose version decides the numbers; `virnucpro --versions` prints them for the pipeline's versions file.
+VERSIONED = ("torch", "transformers", "numpy")
+
+
+class _PrintVersions(argparse.Action):
+    """`--versions`: one `name: version` line each.
+
+    Imports each package (about 2 s for torch): its __version__ carries the local build tag (torch's
+    "+cu130"), which the distribution metadata, the fallback, lacks.
+    """
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        import importlib.metadata
+        import platform
+
+        lines = [f"virnucpro: {__version__}", f"python: {platform.python_version()}"]
+        for name in VERSIONED:
+            try:
+                version = importlib.import_module(name).__version__
+            except ImportError:
+                try:
+                    version = importlib.metadata.version(name)
+                except importlib.metadata.PackageNotFoundError:
+                    version = "not installed"
+            lines.append(f"{name}: {version}")
+        print("\n".join(lines))
+        parser.exit()
 
 
 def _module(name: str):
@@ -35,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="virnucpro", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"virnucpro {__version__}")
+    parser.add_argument("--versions", action=_PrintVersions,
+                        help="print the versions of virnucpro, Python, torch, transformers and numpy, and exit")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     # Build only the chosen subparser fully: listing them all would import every module.

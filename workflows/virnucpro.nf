@@ -1,7 +1,8 @@
 /*
  * VIRNUCPRO: per sample PREPROCESS -> SHARD -> EMBED (per shard, GPU) -> CLASSIFY (per shard) -> AGGREGATE,
- * then one REPORT over all samples. Shards are contiguous slices of a sample's frames, so putting the shard
- * predictions back in shard-name order restores input order.
+ * then one REPORT over all samples, with PROVENANCE (model checksums, precision) once per run. Shards are
+ * contiguous slices of a sample's frames, so putting the shard predictions back in shard-name order restores
+ * input order; AGGREGATE gets the shard TSVs too and checks that.
  */
 
 include { PREPROCESS } from '../modules/local/preprocess'
@@ -10,6 +11,7 @@ include { EMBED      } from '../modules/local/embed'
 include { CLASSIFY   } from '../modules/local/classify'
 include { AGGREGATE  } from '../modules/local/aggregate'
 include { REPORT     } from '../modules/local/report'
+include { PROVENANCE } from '../modules/local/provenance'
 
 workflow VIRNUCPRO {
     take:
@@ -22,14 +24,19 @@ workflow VIRNUCPRO {
     // Outside the work dir: retried and resumed tasks run in new work dirs and must find earlier checkpoints.
     def checkpoint_dir = params.checkpoint_dir ?: "${workflow.workDir.parent}/virnucpro-checkpoints"
 
+    PROVENANCE(esm_model, dnabert_model, classifier, params.precision, params.chunk_length, checkpoint_dir)
+
     PREPROCESS(ch_samples, params.chunk_length)
 
     SHARD(PREPROCESS.out.frames, params.shard_tokens)
 
+    // Each sample's shard files, in shard order.
+    ch_shard_lists = SHARD.out.shards.map { meta, shards ->
+        [meta, (shards instanceof List ? shards : [shards]).sort(false, shardOrder())]
+    }
     // One item per shard; the sample meta gains the shard name and the sample's shard count (for groupKey).
-    ch_shards = SHARD.out.shards.flatMap { meta, shards ->
-        def ordered = (shards instanceof List ? shards : [shards]).sort(false, shardOrder())
-        ordered.collect { shard -> [meta + [shard: shard.baseName, n_shards: ordered.size()], shard] }
+    ch_shards = ch_shard_lists.flatMap { meta, shards ->
+        shards.collect { shard -> [meta + [shard: shard.baseName, n_shards: shards.size()], shard] }
     }
 
     EMBED(ch_shards, esm_model, dnabert_model, checkpoint_dir)
@@ -43,10 +50,11 @@ workflow VIRNUCPRO {
         .map { key, predictions -> [key.getGroupTarget(), predictions.sort(false, shardOrder())] }
 
     ch_aggregate = ch_predictions
+        .join(ch_shard_lists)
         .join(PREPROCESS.out.records)
         .join(ch_samples)
 
-    AGGREGATE(ch_aggregate)
+    AGGREGATE(ch_aggregate, params.chunk_length)
 
     ch_sample_summaries = AGGREGATE.out.summary.map { meta, summary -> summary }.toSortedList { a, b -> a.name <=> b.name }
     ch_embed_summaries = EMBED.out.summary.map { meta, summary -> summary }.toSortedList { a, b -> a.name <=> b.name }
@@ -56,11 +64,12 @@ workflow VIRNUCPRO {
         .combine(ch_embed_summaries.map { summaries -> [summaries] })
         .map { sample_summaries, embed_summaries -> [[id: 'report'], sample_summaries, embed_summaries] }
 
-    REPORT(ch_report)
+    REPORT(ch_report, PROVENANCE.out.provenance)
 
-    // Software versions, from every process's `topic: versions` outputs.
+    // Software versions, from every process's `topic: versions` outputs; a `virnucpro --versions` output holds
+    // one `tool: version` line per tool.
     channel.topic('versions')
-        .map { process, tool, version -> [process.tokenize(':').last(), tool, version.toString().trim()] }
+        .flatMap { process, tool, version -> versionRows(process.tokenize(':').last(), tool, version.toString()) }
         .unique()
         .toList()
         .map { rows -> versionsYaml(rows) }
@@ -77,6 +86,16 @@ workflow VIRNUCPRO {
 // Shard files in shard order: shard_00000 … shard_99999, shard_100000 …, i.e. by name length, then by name.
 def shardOrder() {
     return { a, b -> a.name.length() <=> b.name.length() ?: a.name <=> b.name } as Comparator
+}
+
+def versionRows(String process, String tool, String version) {
+    if (tool != 'virnucpro --versions') {
+        return [[process, tool, version.trim()]]
+    }
+    return version.readLines().findAll { line -> line.contains(': ') }.collect { line ->
+        def (name, value) = line.split(': ', 2) as List
+        [process, name.trim(), value.trim()]
+    }
 }
 
 def sampleMeta(Map meta) {

@@ -8,8 +8,8 @@ Needs the toolchain: `make install test-models` (`make test` does both).
 
 from __future__ import annotations
 
-import csv
 import gzip
+import hashlib
 import json
 import os
 import re
@@ -19,85 +19,30 @@ from pathlib import Path
 
 import pytest
 
+from nfpipeline import (MAIN, REPO, TEST_DATA, TEST_PROFILE_ARGS, input_record_ids, nextflow_command, read_fasta,
+                        run_nextflow, samplesheet_rows)
+
 pytestmark = [pytest.mark.pipeline, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[2]
-MAIN = REPO / "main.nf"
-TEST_DATA = REPO / "assets" / "test"
 GOLDEN_300 = Path(__file__).resolve().parents[1] / "data" / "golden" / "expected_300"
 PREPROCESS_FILES = ("chunked.fa", "identified_nucleotide.fa", "identified_protein.faa", "records.tsv")
-RUN_TIMEOUT = 1200
-
-
-def nextflow_command() -> list[str]:
-    """$NEXTFLOW (e.g. a `nextflow` on PATH), else the launcher `make install` sets up."""
-    exe = os.environ.get("NEXTFLOW") or str(REPO / "tools" / "nextflow" / "nextflow")
-    if not (REPO / "tools" / "nextflow" / "lib").is_dir() and "NEXTFLOW" not in os.environ:
-        pytest.fail("Nextflow is not installed: run `make install` (or set NEXTFLOW=/path/to/nextflow)")
-    return [exe]
-
-
-def run_nextflow(args: list[str], cwd: Path, timeout: int = RUN_TIMEOUT) -> subprocess.CompletedProcess:
-    cmd = nextflow_command() + ["run", str(MAIN), "-ansi-log", "false", "-work-dir", str(cwd / "work"), *args]
-    env = dict(os.environ, NXF_ANSI_LOG="false")
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def read_fasta(path: Path) -> list[tuple[str, str]]:
-    records: list[tuple[str, str]] = []
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt") as handle:
-        for line in handle:
-            line = line.rstrip("\r\n")
-            if line.startswith(">"):
-                records.append((line[1:], ""))
-            elif records:
-                records[-1] = (records[-1][0], records[-1][1] + line)
-    return records
-
-
-def input_record_ids(path: Path) -> list[str]:
-    """Record ids (header up to the first whitespace) of a FASTA or FASTQ file, plain or gzip."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt") as handle:
-        lines = [line.rstrip("\r\n") for line in handle]
-    if lines and lines[0].startswith("@"):
-        headers = lines[0::4]
-    else:
-        headers = [line for line in lines if line.startswith(">")]
-    return [h[1:].split()[0] if len(h) > 1 else "" for h in headers]
-
-
-def samplesheet_rows() -> list[tuple[str, Path]]:
-    """(sample, file) of the test samplesheet; each row fills either its fasta or its fastq cell."""
-    with open(TEST_DATA / "samplesheet.csv", newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    return [(row["sample"], TEST_DATA / (row.get("fasta") or row.get("fastq"))) for row in rows]
+REPORT_FILES = ("virnucpro_report.html", "virnucpro_summary_mqc.tsv", "virnucpro_calls_mqc.tsv",
+                "virnucpro_score_histogram_mqc.json")
 
 
 # --------------------------------------------------------------------------------------------------------------
-# The test profile, run once
-
-
-@pytest.fixture(scope="module")
-def test_run(tmp_path_factory):
-    if not (REPO / "tests" / "models" / "TEST_MODELS.txt").is_file():
-        pytest.fail("tiny test models missing: run `make test-models`")
-    cwd = tmp_path_factory.mktemp("pipeline")
-    outdir = cwd / "results"
-    result = run_nextflow(["-profile", "test", "--outdir", str(outdir)], cwd)
-    return cwd, outdir, result
+# The test profile, run once (the `test_run` fixture of conftest.py)
 
 
 def test_test_profile_succeeds(test_run):
-    cwd, outdir, result = test_run
+    outdir, result = test_run.outdir, test_run.result
     assert result.returncode == 0, f"nextflow failed:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
 
 
 @pytest.mark.parametrize("sample,reads", samplesheet_rows())
 def test_published_preprocess_matches_the_python_command(test_run, tmp_path, sample, reads):
     """The pipeline publishes exactly what `virnucpro preprocess` writes for the same input and chunk length."""
-    _, outdir, result = test_run
+    outdir, result = test_run.outdir, test_run.result
     assert result.returncode == 0
     direct = tmp_path / "direct"
     subprocess.run(
@@ -113,7 +58,7 @@ def test_published_preprocess_matches_the_python_command(test_run, tmp_path, sam
 @pytest.mark.parametrize("sample,reads", samplesheet_rows())
 def test_published_frames_match_the_original_for_unmodified_records(test_run, sample, reads):
     """Test records copied verbatim from the golden input give the original's frames, in the original's order."""
-    _, outdir, result = test_run
+    outdir, result = test_run.outdir, test_run.result
     assert result.returncode == 0
     golden_ids = {rid for rid, _ in read_fasta(GOLDEN_300.parent / "input.fa")}
     verbatim = [rid for rid in input_record_ids(reads) if rid in golden_ids]
@@ -131,7 +76,7 @@ def test_published_frames_match_the_original_for_unmodified_records(test_run, sa
 @pytest.mark.parametrize("sample,reads", samplesheet_rows())
 def test_predictions_cover_every_frame_in_input_order(test_run, sample, reads):
     """Shards come back in shard order: prediction rows follow identified_protein.faa exactly."""
-    _, outdir, result = test_run
+    outdir, result = test_run.outdir, test_run.result
     assert result.returncode == 0
     frames = [fid for fid, _ in read_fasta(outdir / sample / "preprocess" / "identified_protein.faa")]
     with open(outdir / sample / "prediction_results.txt") as handle:
@@ -149,7 +94,7 @@ def test_predictions_cover_every_frame_in_input_order(test_run, sample, reads):
 
 def test_the_larger_sample_was_embedded_in_several_shards(test_run):
     """Otherwise the shard-order test above could not fail."""
-    _, outdir, result = test_run
+    outdir, result = test_run.outdir, test_run.result
     assert result.returncode == 0
     sample = samplesheet_rows()[0][0]
     summaries = sorted((outdir / sample / "embed").glob("*.embed.json"))
@@ -158,7 +103,7 @@ def test_the_larger_sample_was_embedded_in_several_shards(test_run):
 
 @pytest.mark.parametrize("sample,reads", samplesheet_rows())
 def test_every_input_record_is_accounted_for(test_run, sample, reads):
-    _, outdir, result = test_run
+    outdir, result = test_run.outdir, test_run.result
     assert result.returncode == 0
     ids = input_record_ids(reads)
     for table in (outdir / sample / "preprocess" / "records.tsv", outdir / sample / f"{sample}.records.tsv"):
@@ -171,7 +116,7 @@ def test_every_input_record_is_accounted_for(test_run, sample, reads):
 
 
 def test_report_and_pipeline_info(test_run):
-    _, outdir, result = test_run
+    outdir, result = test_run.outdir, test_run.result
     assert result.returncode == 0
     assert (outdir / "report" / "virnucpro_report.html").stat().st_size > 0
     assert list((outdir / "report").glob("*_mqc.tsv")), "no MultiQC custom content"
@@ -181,21 +126,92 @@ def test_report_and_pipeline_info(test_run):
         assert len(list(info.glob(pattern))) == 1, pattern
     trace = next(info.glob("execution_trace_*.txt")).read_text().splitlines()
     processes = {line.split("\t")[3].split(" (")[0].split(":")[-1] for line in trace[1:]}
-    assert processes == {"PREPROCESS", "SHARD", "EMBED", "CLASSIFY", "AGGREGATE", "REPORT"}
+    assert processes == {"PREPROCESS", "SHARD", "EMBED", "CLASSIFY", "AGGREGATE", "REPORT", "PROVENANCE"}
     params = json.loads((info / "params.json").read_text())
     assert params["chunk_length"] == 300 and params["input"].endswith("samplesheet.csv")
     versions = (info / "software_versions.yml").read_text()
-    for expected in ("PREPROCESS:", "EMBED:", "torch:", "Nextflow:", "virnucpro:"):
+    for expected in ("PREPROCESS:", "EMBED:", "Nextflow:", "virnucpro:"):
         assert expected in versions, versions
+    # EMBED's `virnucpro --versions` lines, split into one entry per tool, from the task's own environment.
+    import numpy
+    import torch
+    embed = _section(versions, "EMBED")
+    assert embed["torch"] == torch.__version__ and embed["numpy"] == numpy.__version__, embed
+    assert embed["python"] == ".".join(map(str, sys.version_info[:3])) and "transformers" in embed, embed
+
+
+def _section(yaml_text: str, process: str) -> dict[str, str]:
+    """`tool: 'version'` entries under `process:` in software_versions.yml."""
+    lines = yaml_text.splitlines()
+    start = lines.index(f"{process}:") + 1
+    entries = {}
+    for line in lines[start:]:
+        if not line.startswith("  "):
+            break
+        tool, version = line.strip().split(": ", 1)
+        entries[tool] = version.strip("'")
+    return entries
+
+
+def test_threshold_and_chunk_length_reach_aggregate(test_run):
+    """--threshold 0.55 (not the default 0.5) and the test profile's chunk length 300 are in every summary."""
+    outdir, result = test_run.outdir, test_run.result
+    assert result.returncode == 0
+    for sample, _ in samplesheet_rows():
+        summary = json.loads((outdir / sample / f"{sample}.summary.json").read_text())
+        assert summary["threshold"] == 0.55 and summary["chunk_length"] == 300, summary
+    scripts = [p.read_text() for p in (test_run.cwd / "work").glob("*/*/.command.sh")]
+    aggregate = [s for s in scripts if "virnucpro aggregate" in s]
+    assert len(aggregate) == len(samplesheet_rows())
+    for script in aggregate:
+        # The shard TSVs, in shard order, so that aggregate checks the predicted ids against them.
+        shards = re.search(r"--shards ((?:shards/shard_\d+\.tsv ?)+)", script)
+        assert shards, script
+        names = shards.group(1).split()
+        assert names == sorted(names, key=lambda n: (len(n), n)), names
+        assert "--chunk-length 300" in script and "--threshold 0.55" in script, script
+
+
+def test_model_provenance_is_published_and_shown_in_the_report(test_run):
+    outdir, result = test_run.outdir, test_run.result
+    assert result.returncode == 0
+    record = json.loads((outdir / "pipeline_info" / "model_provenance.json").read_text())
+    assert record["precision"] == "fp32" and record["chunk_length"] == 300
+    models = record["models"]
+    esm = models["esm"]
+    assert esm["path"] == str((REPO / "tests" / "models" / "esm2_tiny.pt").resolve())
+    assert esm["sha256"] == hashlib.sha256(Path(esm["path"]).read_bytes()).hexdigest()
+    dnabert = models["dnabert"]
+    assert {f["name"] for f in dnabert["files"]} >= {"config.json", "pytorch_model.bin"}
+    assert all(m["test_model"] for m in models.values())
+    html = (outdir / "report" / "virnucpro_report.html").read_text()
+    assert "model_provenance.json" in html and esm["sha256"] in html
 
 
 def test_resume_reuses_every_task(test_run):
-    cwd, outdir, result = test_run
+    cwd, outdir, result = test_run.cwd, test_run.outdir, test_run.result
     assert result.returncode == 0
-    again = run_nextflow(["-profile", "test", "--outdir", str(outdir), "-resume"], cwd)
+    again = run_nextflow([*TEST_PROFILE_ARGS, "--outdir", str(outdir), "-resume"], cwd)
     assert again.returncode == 0, again.stdout[-4000:]
     assert "Submitted process" not in again.stdout, again.stdout
     assert "Cached process" in again.stdout
+
+
+def test_stub_run_writes_every_file_under_its_real_name(tmp_path):
+    """-stub: the whole DAG runs with placeholder files named and headed like the real ones."""
+    outdir = tmp_path / "results"
+    result = run_nextflow(["-profile", "test", "-stub", "--outdir", str(outdir)], tmp_path, timeout=600)
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert sorted(p.name for p in (outdir / "report").iterdir()) == sorted(REPORT_FILES)
+    assert (outdir / "pipeline_info" / "model_provenance.json").is_file()
+    for sample, _ in samplesheet_rows():
+        records = (outdir / sample / "preprocess" / "records.tsv").read_text().splitlines()
+        assert records[0] == "record_id\tlength\tn_chunks\tn_frames\tstatus", records
+        for name in (f"{sample}.records.tsv", f"{sample}.viral.fa", f"{sample}.summary.json",
+                     "prediction_results.txt", "prediction_results_highestscore.csv"):
+            assert (outdir / sample / name).is_file(), name
+        header = (outdir / sample / "prediction_results.txt").read_text().splitlines()[0]
+        assert header == "Sequence_ID\tPrediction\tscore1\tscore2"
 
 
 def test_single_file_input_is_named_after_the_file(tmp_path):

@@ -1,10 +1,12 @@
-// Merge a sample's shard predictions (given in shard order) into its result files.
+// Merge a sample's shard predictions (given in shard order) into its result files. The sample's shard TSVs come
+// too, in the same order: `virnucpro aggregate` checks that the predicted frame ids are exactly theirs.
 process AGGREGATE {
     tag "${meta.id}"
     label 'process_single'
 
     input:
-    tuple val(meta), path(predictions, arity: '1..*', stageAs: 'predictions/*'), path(records), path(reads, stageAs: 'input/*')
+    tuple val(meta), path(predictions, arity: '1..*', stageAs: 'predictions/*'), path(shards, arity: '1..*', stageAs: 'shards/*'), path(records), path(reads, stageAs: 'input/*')
+    val chunk_length
 
     output:
     tuple val(meta), path('aggregate/prediction_results.txt')             , emit: predictions
@@ -19,14 +21,17 @@ process AGGREGATE {
 
     script:
     def args = task.ext.args ?: ''
-    // The channel delivers the shards sorted by name; keep that order on the command line.
+    // The channel delivers both lists in shard order; keep that order on the command line.
     def shard_predictions = (predictions instanceof List ? predictions : [predictions]).join(' ')
+    def shard_frames = (shards instanceof List ? shards : [shards]).join(' ')
     """
     virnucpro aggregate \\
         --sample '${meta.id}' \\
         --predictions ${shard_predictions} \\
+        --shards ${shard_frames} \\
         --records ${records} \\
         --input ${reads} \\
+        --chunk-length ${chunk_length} \\
         --outdir aggregate \\
         ${args}
     """
@@ -34,8 +39,10 @@ process AGGREGATE {
     stub:
     """
     mkdir -p aggregate
-    touch aggregate/prediction_results.txt aggregate/prediction_results_highestscore.csv
-    touch aggregate/${meta.id}.records.tsv aggregate/${meta.id}.viral.fa
+    printf 'Sequence_ID\\tPrediction\\tscore1\\tscore2\\n' > aggregate/prediction_results.txt
+    printf 'Modified_ID\\tIs_Virus\\n' > aggregate/prediction_results_highestscore.csv
+    printf 'record_id\\tlength\\tstatus\\tn_chunks\\tn_frames\\tn_chunks_scored\\tn_chunks_viral\\tfraction_chunks_viral\\tmax_p_virus\\tmean_chunk_score\\tvirus_score\\tcall\\n' > aggregate/${meta.id}.records.tsv
+    touch aggregate/${meta.id}.viral.fa
     echo '{}' > aggregate/${meta.id}.summary.json
     """
 }

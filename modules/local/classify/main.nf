@@ -9,6 +9,8 @@ process CLASSIFY {
 
     output:
     tuple val(meta), path("${prefix}.predictions.tsv"), emit: predictions
+    // Only virnucpro's own version: EMBED reports python, torch, transformers and numpy of the same environment
+    // (`virnucpro --versions` imports torch, 2 s a task).
     tuple val("${task.process}"), val('virnucpro'), eval('virnucpro --version | cut -d" " -f2'), topic: versions, emit: versions_virnucpro
 
     when:

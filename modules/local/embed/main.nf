@@ -15,10 +15,9 @@ process EMBED {
     output:
     tuple val(meta), path("${prefix}.features.npz"), emit: features
     tuple val(meta), path("${prefix}.embed.json")  , emit: summary
-    tuple val("${task.process}"), val('virnucpro'), eval('virnucpro --version | cut -d" " -f2'), topic: versions, emit: versions_virnucpro
-    // The Python of bin/virnucpro's venv, else python3. No shell variables: Nextflow runs eval commands inside
-    // bash -c "..." without escaping `$`, so `$(...)` is expanded there, in the task's environment, which is fine.
-    tuple val("${task.process}"), val('torch'), eval('$(dirname $(command -v virnucpro))/../.venv/bin/python -c "import torch; print(torch.__version__)" 2>/dev/null || python3 -c "import torch; print(torch.__version__)"'), topic: versions, emit: versions_torch
+    // Every `name: version` line of `virnucpro --versions` (python, torch, transformers, numpy); the workflow splits
+    // them into one entry per tool. Runs in the task's environment, so it reports what the task imported.
+    tuple val("${task.process}"), val('virnucpro --versions'), eval('virnucpro --versions'), topic: versions, emit: versions_python
 
     when:
     task.ext.when == null || task.ext.when

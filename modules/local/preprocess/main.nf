@@ -31,6 +31,6 @@ process PREPROCESS {
     """
     mkdir -p preprocess
     touch preprocess/chunked.fa preprocess/identified_nucleotide.fa preprocess/identified_protein.faa
-    printf 'record_id\\tstatus\\n' > preprocess/records.tsv
+    printf 'record_id\\tlength\\tn_chunks\\tn_frames\\tstatus\\n' > preprocess/records.tsv
     """
 }

@@ -5,6 +5,7 @@ process REPORT {
 
     input:
     tuple val(meta), path(summaries, arity: '1..*', stageAs: 'summaries/*'), path(embed_summaries, arity: '1..*', stageAs: 'embed/*')
+    path(provenance, stageAs: 'provenance/*')
 
     output:
     tuple val(meta), path('report/*'), emit: report
@@ -21,6 +22,7 @@ process REPORT {
     virnucpro report \\
         --summaries ${sample_summaries} \\
         --embed-summaries ${shard_summaries} \\
+        --provenance ${provenance} \\
         --outdir report \\
         ${args}
     """
@@ -28,6 +30,7 @@ process REPORT {
     stub:
     """
     mkdir -p report
-    touch report/virnucpro_report.html report/virnucpro_mqc.tsv
+    touch report/virnucpro_report.html report/virnucpro_summary_mqc.tsv report/virnucpro_calls_mqc.tsv
+    echo '{}' > report/virnucpro_score_histogram_mqc.json
     """
 }

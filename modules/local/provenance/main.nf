@@ -1,0 +1,41 @@
+// The run's model files (sha256, size, resolved path, test model or not), precision and chunk length.
+// The hash cache lives in the checkpoint directory (a plain string, as for EMBED), so a resumed or repeated run
+// does not read a 6 GB ESM-2 checkpoint again.
+process PROVENANCE {
+    tag "models"
+    label 'process_single'
+
+    input:
+    path(esm_model, stageAs: 'models/esm/*')
+    path(dnabert_model, stageAs: 'models/dnabert/*')
+    path(classifier, stageAs: 'models/classifier/*')
+    val precision
+    val chunk_length
+    val cache_dir
+
+    output:
+    path('model_provenance.json'), emit: provenance
+    tuple val("${task.process}"), val('virnucpro'), eval('virnucpro --version | cut -d" " -f2'), topic: versions, emit: versions_virnucpro
+
+    when:
+    task.ext.when == null || task.ext.when
+
+    script:
+    def args = task.ext.args ?: ''
+    """
+    virnucpro provenance \\
+        --esm-model ${esm_model} \\
+        --dnabert-model ${dnabert_model} \\
+        --classifier ${classifier} \\
+        --precision ${precision} \\
+        --chunk-length ${chunk_length} \\
+        --cache-dir '${cache_dir}' \\
+        --out model_provenance.json \\
+        ${args}
+    """
+
+    stub:
+    """
+    printf '{"precision": "%s", "chunk_length": %s, "models": {}}\\n' '${precision}' '${chunk_length}' > model_provenance.json
+    """
+}

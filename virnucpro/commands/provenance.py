@@ -1,0 +1,117 @@
+"""`virnucpro provenance`: which model files a run used (sha256, size, resolved path), at which precision.
+
+The pipeline's PROVENANCE task writes this into <outdir>/pipeline_info/model_provenance.json, and the report shows
+it. Hashes come from the embed checkpoint's hash cache (virnucpro.embed.checkpoint), so a 6 GB ESM-2 file is read
+once per (path, size, mtime), and the per-model sha256 is the same digest the checkpoint keys use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+HELP = "Record the model files (sha256, size, path), precision and chunk length of a run."
+
+PRECISIONS = ("fp16", "fp32")
+CHUNK_LENGTHS = (300, 500)
+# Role in the run -> (argument name, what the report calls it).
+MODELS = {
+    "esm": ("esm_model", "ESM-2 (protein)"),
+    "dnabert": ("dnabert_model", "DNABERT-S (nucleotide)"),
+    "classifier": ("classifier", "VirNucPro classifier"),
+}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--esm-model", required=True, type=Path, metavar="P",
+                   help="ESM-2 weights: fair-esm .pt file or Hugging Face directory")
+    p.add_argument("--dnabert-model", required=True, type=Path, metavar="D", help="DNABERT-S directory")
+    p.add_argument("--classifier", required=True, type=Path, metavar="C", help="classifier .pth")
+    p.add_argument("--precision", required=True, choices=PRECISIONS, help="embedding precision of the run")
+    p.add_argument("--chunk-length", required=True, type=int, choices=CHUNK_LENGTHS, metavar="L",
+                   help="chunk length of the run (300 or 500)")
+    p.add_argument("--cache-dir", type=Path, metavar="DIR",
+                   help="keep file hashes here (e.g. the embed checkpoint root) so big files are hashed once; "
+                        "default: a throwaway directory")
+    p.add_argument("--out", required=True, type=Path, metavar="JSON", help="where the JSON goes")
+
+
+def _is_test_model(path: Path) -> bool:
+    """make-test-models' marker file, or (for a Hugging Face directory) its flag in config.json."""
+    from virnucpro.models import loading
+
+    if loading.is_test_model(path):
+        return True
+    config = path / "config.json"
+    if path.is_dir() and config.is_file():
+        try:
+            return bool(json.loads(config.read_text(encoding="utf-8")).get(loading.TEST_MODEL_FLAG))
+        except (OSError, ValueError, AttributeError):
+            return False
+    return False
+
+
+def describe_model(path: Path, cache_dir: Path) -> dict:
+    """sha256 (the checkpoint keys' digest), total size, resolved path and, per file inside, the same."""
+    from virnucpro.embed.checkpoint import cached_sha256, model_checksum
+    from virnucpro.errors import InputError
+
+    given = Path(path)
+    if not given.exists():
+        raise InputError(given, "model path does not exist")
+    resolved = Path(os.path.realpath(given))
+    digest = model_checksum(resolved, cache_dir)
+    if resolved.is_file():
+        members = [resolved]
+    else:
+        # The files model_checksum hashes: every non-hidden file, sorted by relative name.
+        members = sorted(p for p in resolved.rglob("*") if p.is_file() and not p.name.startswith("."))
+        if not members:
+            raise InputError(given, "model directory holds no files")
+    files = [{
+        "name": member.name if resolved.is_file() else member.relative_to(resolved).as_posix(),
+        "path": os.path.realpath(member),
+        "size": member.stat().st_size,
+        "sha256": cached_sha256(member, cache_dir),
+    } for member in members]
+    return {
+        "path": str(resolved),
+        "kind": "file" if resolved.is_file() else "directory",
+        "sha256": digest,
+        "size": sum(f["size"] for f in files),
+        "test_model": _is_test_model(resolved),
+        "files": files,
+    }
+
+
+def provenance(models: dict[str, Path], precision: str, chunk_length: int, cache_dir: Path) -> dict:
+    from virnucpro import __version__
+
+    return {
+        "virnucpro_version": __version__,
+        "precision": precision,
+        "chunk_length": chunk_length,
+        "models": {role: {"name": MODELS[role][1], **describe_model(path, cache_dir)}
+                   for role, path in models.items()},
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    from virnucpro.io.atomic import atomic_write_text
+
+    models = {role: getattr(args, attr) for role, (attr, _) in MODELS.items()}
+    if args.cache_dir is not None:
+        record = provenance(models, args.precision, args.chunk_length, args.cache_dir)
+    else:
+        with tempfile.TemporaryDirectory(prefix="virnucpro-hash-") as scratch:
+            record = provenance(models, args.precision, args.chunk_length, Path(scratch))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.out, json.dumps(record, indent=2) + "\n")
+    tests = [m["name"] for m in record["models"].values() if m["test_model"]]
+    if tests:
+        print(f"virnucpro: note: test model(s) with random weights: {', '.join(tests)}", file=sys.stderr)
+    return 0

@@ -35,6 +35,7 @@ from typing import Mapping, Sequence
 
 from virnucpro import __version__
 from virnucpro.errors import InputError, RetryableError
+from virnucpro.io.atomic import atomic_open
 from virnucpro.io.features import Features, load_features, save_features
 
 log = logging.getLogger(__name__)
@@ -115,18 +116,9 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _write_json_atomic(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w") as fh:
-            json.dump(obj, fh, sort_keys=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    _fsync_dir(path.parent)
+    with atomic_open(path, "w") as fh:
+        json.dump(obj, fh, sort_keys=True)
+    _fsync_dir(path.parent)  # the rename itself must survive a power cut
 
 
 class PartStore:

@@ -12,11 +12,11 @@ Pure Python and stdlib only: this module runs on the GPU machines, where dnaio i
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple
 
 from virnucpro.errors import InputError
+from virnucpro.io.atomic import atomic_open
 
 SHARD_HEADER = "frame_id\tnucleotide\tprotein"
 
@@ -91,29 +91,15 @@ def read_frame_pair(nt_fasta: str | os.PathLike, prot_faa: str | os.PathLike) ->
 
 def write_frames_tsv(path: str | os.PathLike, frames: Iterable[Frame]) -> int:
     """Write frames to a shard TSV atomically (temp file in the same directory, fsync, rename). Returns the count."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     n = 0
-    try:
-        with os.fdopen(fd, "w", encoding="ascii", newline="\n") as fh:
-            fh.write(SHARD_HEADER + "\n")
-            for frame in frames:
-                for field in frame:
-                    if "\t" in field or "\n" in field:
-                        raise ValueError(f"frame {frame.id!r} holds a tab or newline")
-                fh.write(f"{frame.id}\t{frame.nucleotide}\t{frame.protein}\n")
-                n += 1
-            fh.flush()
-            os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; give it an ordinary file's mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path, "w", encoding="ascii", newline="\n") as fh:
+        fh.write(SHARD_HEADER + "\n")
+        for frame in frames:
+            for field in frame:
+                if "\t" in field or "\n" in field:
+                    raise ValueError(f"frame {frame.id!r} holds a tab or newline")
+            fh.write(f"{frame.id}\t{frame.nucleotide}\t{frame.protein}\n")
+            n += 1
     return n
 
 

@@ -183,9 +183,9 @@ def acquire_gpu(
         if not announced:
             log.info("all GPUs busy (%s): waiting for a free one", ",".join(candidates))
             announced = True
-        # Back off so many waiting tasks do not spin; capped so a freed GPU is taken within seconds.
+        # Back off so many waiting tasks do not spin; capped at 1 s so a freed GPU sits idle at most ~1 s.
         time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-        delay = min(delay * 2, 5.0)
+        delay = min(delay * 2, 1.0)
 
     # --gpus ids and nvidia-smi ids are PCI bus order; keep a user's own order for ids they gave in the variable.
     if source == "CUDA_VISIBLE_DEVICES":

@@ -1,5 +1,6 @@
 """`virnucpro predict` end to end on a small FASTA with the tiny models (CPU, fp32)."""
 
+import json
 import random
 
 import numpy as np
@@ -44,3 +45,9 @@ def test_predict_end_to_end(tiny_models, tmp_path):
     chunks = sorted({i[:-2] for i in ids})
     assert [r.split("\t")[0] for r in rows[1:]] == chunks
     assert {r.split("\t")[1] for r in rows[1:]} <= {"True", "False"}
+    # The same per-sample outputs as the pipeline's AGGREGATE: every input record in the table, once.
+    records = (out / "in.records.tsv").read_text().splitlines()
+    assert [r.split("\t")[0] for r in records[1:]] == [f"contig{i}" for i in range(4)]
+    summary = json.loads((out / "in.summary.json").read_text())
+    assert summary["threshold"] == 0.5
+    assert (out / "in.viral.fa").exists()

@@ -1,8 +1,8 @@
 """`virnucpro predict`: the whole computation on one machine, without Nextflow.
 
 The same package functions as the pipeline, one after the other: preprocess_file → frames TSV → embed_shard
-(engine, checkpoints off) → predict_probs → the original's two result files. Intermediate files stay in
-OUTDIR/intermediate/ so a run can be inspected.
+(engine, checkpoints off) → predict_probs → aggregate_sample, which writes the original's two result files and the
+per-record table, viral FASTA and summary JSON. Intermediate files stay in OUTDIR/intermediate/.
 """
 
 from __future__ import annotations
@@ -26,10 +26,12 @@ def add_arguments(p) -> None:
                    help="GPU compute precision (default fp32, the original's; the CPU always uses fp32)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--token-budget", type=int, default=None, help="tokens per packed batch (default: automatic)")
+    p.add_argument("--threshold", type=float, default=0.5, help="virus score at which a record is called viral")
+    p.add_argument("--sample", default=None, help="sample name for the per-record files (default: input file stem)")
 
 
 def run(args) -> int:
-    from virnucpro.classify.outputs import write_highestscore, write_prediction_results
+    from virnucpro.classify.outputs import write_prediction_results
     from virnucpro.classify.predict import predict_probs
     from virnucpro.embed.run import embed_shard
     from virnucpro.errors import InputError
@@ -37,6 +39,7 @@ def run(args) -> int:
     from virnucpro.io.frames import read_frame_pair, write_frames_tsv
     from virnucpro.models.classifier import load_classifier
     from virnucpro.preprocess.run import preprocess_file
+    from virnucpro.report.aggregate import aggregate_sample
 
     if not args.input.is_file():
         raise InputError(args.input, "file not found")
@@ -58,8 +61,17 @@ def run(args) -> int:
         probs = predict_probs(classifier, features)
     except ValueError as exc:
         raise InputError(args.classifier, f"{exc} (classifier and embedding models do not fit together)") from None
-    args.outdir.mkdir(parents=True, exist_ok=True)
-    write_prediction_results(args.outdir / "prediction_results.txt", features.ids, probs)
-    write_highestscore(args.outdir / "prediction_results_highestscore.csv", features.ids, probs)
+    predictions = work / "predictions.tsv"
+    write_prediction_results(predictions, features.ids, probs)
+    sample = args.sample or _stem(args.input)
+    aggregate_sample(sample, [predictions], pre / "records.tsv", args.input, args.threshold, args.outdir,
+                     chunk_length=args.chunk_length, shard_paths=[frames_tsv])
     print(f"{len(features)} frame(s) scored → {args.outdir / 'prediction_results.txt'}")
     return 0
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in (".gz", ".bz2", ".xz"):
+        name = name.removesuffix(suffix)
+    return name.rsplit(".", 1)[0] if "." in name else name

@@ -11,7 +11,8 @@ import pytest
 
 from virnucpro.errors import InputError
 from virnucpro.io import seqio
-from virnucpro.io.seqio import atomic_output_dir, read_raw_sequences, read_sequences, wrap_fasta, write_fasta
+from virnucpro.io.atomic import atomic_output_dir
+from virnucpro.io.seqio import read_raw_sequences, read_sequences, wrap_fasta, write_fasta
 
 RECORDS = [("r1", "ACGTACGTNNacgt"), ("r2", "GGGCCC" * 30), ("r3", "A")]
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from virnucpro.io.frames import Frame, write_frames_tsv
-from virnucpro.io.seqio import atomic_output_dir
+from virnucpro.io.atomic import atomic_output_dir
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Sequence files in and out: a streaming FASTA/FASTQ reader, a FASTA writer, atomic output directories.
+"""Sequence files in and out: a streaming FASTA/FASTQ reader and a FASTA writer.
 
 The reader takes FASTA or FASTQ, plain or compressed (gzip, bzip2, xz: told apart by their magic bytes, never by
 the file name), with Unix or Windows line endings, and yields ``(id, sequence)`` one record at a time, where ``id``
@@ -26,8 +26,6 @@ import io
 import lzma
 import os
 import re
-import shutil
-import tempfile
 import zlib
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
@@ -271,38 +269,3 @@ def write_fasta(handle, records: Iterable[tuple[str, str]], width: int | None = 
         handle.write(wrap_fasta(seq_id, seq, width))
         n += 1
     return n
-
-
-@contextlib.contextmanager
-def atomic_output_dir(outdir: str | os.PathLike) -> Iterator[Path]:
-    """Yield a fresh temporary directory beside ``outdir``; on success its files land in ``outdir``.
-
-    The temporary directory lives in ``outdir``'s parent, so the final move is a rename on one file system. If
-    ``outdir`` does not exist the whole directory is renamed into place; if it exists (e.g. a Nextflow task
-    directory) each entry is renamed into it (an older entry of the same name is replaced), so no reader ever sees
-    a half-written file. On any exception the temporary directory is removed and ``outdir`` is left as it was.
-    """
-    outdir = Path(outdir).absolute()
-    outdir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", suffix=".tmp", dir=outdir.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the final directory should look like mkdir's
-    try:
-        yield tmp
-        for f in tmp.rglob("*"):
-            if f.is_file():
-                with open(f, "rb") as fh:
-                    os.fsync(fh.fileno())
-        if outdir.exists():
-            for f in sorted(tmp.iterdir()):
-                target = outdir / f.name
-                if f.is_dir() and target.is_dir():
-                    shutil.rmtree(target)  # a stale output directory of the same name; directories can't be replaced
-                os.replace(f, target)
-            tmp.rmdir()
-        else:
-            os.rename(tmp, outdir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)

@@ -31,7 +31,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from virnucpro.errors import InputError
-from virnucpro.io.seqio import FASTA_LINE_WIDTH, atomic_output_dir, read_raw_sequences
+from virnucpro.io.atomic import atomic_output_dir
+from virnucpro.io.seqio import FASTA_LINE_WIDTH, read_raw_sequences
 from virnucpro.preprocess.chunking import chunk_starts
 from virnucpro.preprocess.sixframe import FRAME_SUFFIXES, identify_frames
 

@@ -22,7 +22,8 @@ from pathlib import Path
 
 from virnucpro import __version__
 from virnucpro.errors import InputError
-from virnucpro.io.seqio import FASTA_LINE_WIDTH, atomic_output_dir, read_sequences, wrap_fasta
+from virnucpro.io.atomic import atomic_output_dir
+from virnucpro.io.seqio import FASTA_LINE_WIDTH, read_sequences, wrap_fasta
 from virnucpro.report import rollup
 
 log = logging.getLogger(__name__)

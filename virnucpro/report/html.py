@@ -19,7 +19,7 @@ from pathlib import Path
 
 from virnucpro import __version__
 from virnucpro.errors import InputError
-from virnucpro.io.seqio import atomic_output_dir
+from virnucpro.io.atomic import atomic_output_dir
 from virnucpro.report import svg
 
 REPORT_NAME = "virnucpro_report.html"

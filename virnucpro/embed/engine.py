@@ -39,6 +39,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from virnucpro.embed import packing
+from virnucpro.embed.lease import visible_gpus
 from virnucpro.embed.telemetry import Telemetry
 from virnucpro.errors import RetryableError
 from virnucpro.io.features import Features
@@ -113,15 +114,8 @@ class LoaderPool:
         self._pool = None
         if workers > 0:
             ctx = multiprocessing.get_context("spawn")  # SAFE-02: never fork a process that may hold CUDA
-            saved = os.environ.get("CUDA_VISIBLE_DEVICES")
-            os.environ["CUDA_VISIBLE_DEVICES"] = ""  # inherited by the children at spawn time
-            try:
+            with visible_gpus(""):  # inherited by the children at spawn time
                 self._pool = ctx.Pool(workers, initializer=_worker_init, initargs=(tokenizers,))
-            finally:
-                if saved is None:
-                    os.environ.pop("CUDA_VISIBLE_DEVICES", None)
-                else:
-                    os.environ["CUDA_VISIBLE_DEVICES"] = saved
 
     def submit(self, *args):
         if self._pool is None:

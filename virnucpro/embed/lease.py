@@ -141,6 +141,20 @@ def _make_lease_dir(lease_dir: Path) -> None:
 
 
 @contextmanager
+def visible_gpus(value: str) -> Iterator[None]:
+    """Set CUDA_VISIBLE_DEVICES for the `with` block (what CUDA and spawned children will see), then restore it."""
+    previous = os.environ.get("CUDA_VISIBLE_DEVICES")
+    os.environ["CUDA_VISIBLE_DEVICES"] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = previous
+
+
+@contextmanager
 def acquire_gpu(
     lease_dir: str | os.PathLike = DEFAULT_LEASE_DIR,
     gpus: list[int] | list[str] | None = None,
@@ -150,9 +164,9 @@ def acquire_gpu(
     candidates, source = _candidates(gpus)
     if source == "slurm":
         if not candidates:
-            os.environ["CUDA_VISIBLE_DEVICES"] = ""  # granted none: never touch a GPU the job did not get
             log.warning("SLURM granted this job no GPU: running on the CPU, slowly")
-            yield None
+            with visible_gpus(""):  # granted none: never touch a GPU the job did not get
+                yield None
             return
         log.info("using the GPU(s) SLURM granted: CUDA_VISIBLE_DEVICES=%s", ",".join(candidates))
         yield GpuLease(physical_id=candidates[0], source="slurm", lock_path=None)
@@ -192,14 +206,9 @@ def acquire_gpu(
         os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
     else:
         os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
-    previous = os.environ.get("CUDA_VISIBLE_DEVICES")
-    os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     log.info("leased GPU %s (%s, lock %s)", gpu, source, _lock_path(lease_dir, gpu))
     try:
-        yield GpuLease(physical_id=gpu, source="lease", lock_path=_lock_path(lease_dir, gpu))
+        with visible_gpus(gpu):
+            yield GpuLease(physical_id=gpu, source="lease", lock_path=_lock_path(lease_dir, gpu))
     finally:
         os.close(fd)  # releases the lock
-        if previous is None:
-            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
-        else:
-            os.environ["CUDA_VISIBLE_DEVICES"] = previous

@@ -105,24 +105,16 @@ def embed_shard(frames_path, out_path, *, esm_model, dnabert_model, device="auto
     # Everything that needs no GPU happens before the lease: while this task reads weights from disk and hashes
     # them for its checkpoint key, another task keeps the GPU busy.
     models = _load_models(esm_model, dnabert_model)
-    if checkpoint_dir:
-        checkpoint_key(frames_path, esm_model, dnabert_model, precision, checkpoint_dir)  # fills the hash cache
+    key = checkpoint_key(frames_path, esm_model, dnabert_model, precision, checkpoint_dir) if checkpoint_dir else None
 
     if device == "cpu":
-        saved = os.environ.get("CUDA_VISIBLE_DEVICES")
-        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # the user asked for the CPU: never touch a GPU
-        try:
-            return _embed(frames, frames_path, out_path, None, models, esm_model, dnabert_model, precision,
+        with gpu_lease.visible_gpus(""):  # the user asked for the CPU: never touch a GPU
+            return _embed(frames, frames_path, out_path, None, models, key, esm_model, dnabert_model, precision,
                           checkpoint_dir, checkpoint_every, token_budget, summary_path, workers, t_start, False)
-        finally:
-            if saved is None:
-                os.environ.pop("CUDA_VISIBLE_DEVICES", None)
-            else:
-                os.environ["CUDA_VISIBLE_DEVICES"] = saved
     with gpu_lease.acquire_gpu(lease_dir or gpu_lease.DEFAULT_LEASE_DIR, gpus) as leased:
         if leased is None and device == "cuda":
             raise InputError("--device", "cuda was asked for but no GPU is available to this task")
-        return _embed(frames, frames_path, out_path, leased, models, esm_model, dnabert_model, precision,
+        return _embed(frames, frames_path, out_path, leased, models, key, esm_model, dnabert_model, precision,
                       checkpoint_dir, checkpoint_every, token_budget, summary_path, workers, t_start, compile)
 
 
@@ -136,7 +128,7 @@ def _load_models(esm_path, dnabert_path):
     return esm, dnabert, tokenizer, time.perf_counter() - t_load
 
 
-def _embed(frames, frames_path, out_path, leased, models, esm_path, dnabert_path, precision, checkpoint_dir,
+def _embed(frames, frames_path, out_path, leased, models, key, esm_path, dnabert_path, precision, checkpoint_dir,
            checkpoint_every, token_budget, summary_path, workers, t_start, compile=None) -> dict:
     import torch
 
@@ -178,7 +170,8 @@ def _embed(frames, frames_path, out_path, leased, models, esm_path, dnabert_path
     results: dict[int, Features] = {}
     store = None
     if checkpoint_dir:
-        key = checkpoint_key(frames_path, esm_path, dnabert_path, effective, checkpoint_dir)
+        if effective != precision:  # the key was made before the lease, for the precision asked for
+            key = checkpoint_key(frames_path, esm_path, dnabert_path, effective, checkpoint_dir)
         store = PartStore(checkpoint_dir, key).__enter__()
     try:
         todo = []

@@ -105,7 +105,9 @@ def use_compile_cache(directory) -> str | None:
     """Point torch.compile's on-disk caches at `directory`, shared by every task of a run, so only the first task
     pays the full compile. TORCHINDUCTOR_CACHE_DIR set by the user wins. Concurrent tasks are safe: Inductor and
     Triton write each cache entry to a temporary file and rename it into place, and entries are keyed by
-    everything that changes the code (graph, torch version, device), so readers see whole entries only."""
+    everything that changes the code (graph, torch version, device), so readers see whole entries only.
+    Call it before torch._dynamo or torch._inductor is imported: importing them writes torch's default into
+    the variable (embed_shard calls it before they are)."""
     if directory is not None and COMPILE_CACHE_ENV not in os.environ:
         Path(directory).mkdir(parents=True, exist_ok=True)
         os.environ[COMPILE_CACHE_ENV] = os.path.abspath(directory)
@@ -146,15 +148,16 @@ def embed_shard(frames_path, out_path, *, esm_model, dnabert_model, device="auto
     frames = list(read_frames_tsv(frames_path))
     log.info("%s: %d frames", frames_path, len(frames))
     times = {"model_checksum_seconds": 0.0, "lease_wait_seconds": 0.0}
+    t = time.perf_counter()
+    # Names and shapes only (a wrong file fails here, before any hashing or GPU); the tensors stay unread.
+    opened = [open_esm2(esm_model), open_dnabert(dnabert_model), load_tokenizer(dnabert_model)]
+    times["model_open_seconds"] = time.perf_counter() - t
     key_parts = None
     if checkpoint_dir:
         t = time.perf_counter()
         digests = model_digests(esm_model, dnabert_model, checkpoint_dir, model_check)
         times["model_checksum_seconds"] = time.perf_counter() - t
         key_parts = (file_sha256(frames_path), digests)
-    t = time.perf_counter()
-    opened = (open_esm2(esm_model), open_dnabert(dnabert_model), load_tokenizer(dnabert_model))
-    times["model_open_seconds"] = time.perf_counter() - t
     cache = use_compile_cache(compile_cache)
     run = dict(frames=frames, frames_path=frames_path, out_path=out_path, opened=opened, key_parts=key_parts,
                precision=precision, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
@@ -173,14 +176,16 @@ def embed_shard(frames_path, out_path, *, esm_model, dnabert_model, device="auto
         return _embed(leased=leased, compile=compile, **run)
 
 
-def _load_models(opened, device, dtype):
-    """Both encoders built from their opened checkpoints straight onto `device` in `dtype`."""
+def _load_models(opened: list, device, dtype):
+    """Both encoders built from their opened checkpoints straight onto `device` in `dtype`. Empties `opened`: once
+    the weights are on the GPU nothing refers to the file mapping any more, so its pages leave this process."""
     import torch
 
     from virnucpro.models.dnabert import build_dnabert
     from virnucpro.models.esm2 import build_esm2
 
     esm_ckpt, dnabert_ckpt, tokenizer = opened
+    opened.clear()
     t = time.perf_counter()
     esm, dnabert = build_esm2(esm_ckpt, device, dtype), build_dnabert(dnabert_ckpt, device, dtype)
     if device.type == "cuda":
@@ -192,8 +197,7 @@ def _embed(*, frames, frames_path, out_path, leased, opened, key_parts, precisio
            token_budget, summary_path, workers, t_start, times, compile_cache, compile=None) -> dict:
     import torch
 
-    from virnucpro.embed.checkpoint import key_from_digests
-    from virnucpro.embed.checkpoint import PartStore
+    from virnucpro.embed.checkpoint import PartStore, key_from_digests
     from virnucpro.embed.engine import EmbeddingEngine, esm2_split_forward
     from virnucpro.embed.packing import SequenceError
     from virnucpro.embed.telemetry import Telemetry

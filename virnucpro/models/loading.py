@@ -18,8 +18,8 @@ import logging
 import pickle
 import struct
 import zipfile
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Callable, Iterator, Mapping
 
 import torch
 

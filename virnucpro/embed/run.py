@@ -87,7 +87,7 @@ def checkpoint_key(frames_path, esm_path, dnabert_path, precision: str, checkpoi
 
 def embed_shard(frames_path, out_path, *, esm_model, dnabert_model, device="auto", precision="fp16",
                 checkpoint_dir=None, checkpoint_every=10000, gpus=None, lease_dir=None, token_budget=None,
-                summary_path=None, workers=None, compile=None) -> dict:
+                summary_path=None, workers=None, compile=None, dedup=True) -> dict:
     from virnucpro.embed import lease as gpu_lease
     from virnucpro.io.frames import read_frames_tsv
 
@@ -110,12 +110,14 @@ def embed_shard(frames_path, out_path, *, esm_model, dnabert_model, device="auto
     if device == "cpu":
         with gpu_lease.visible_gpus(""):  # the user asked for the CPU: never touch a GPU
             return _embed(frames, frames_path, out_path, None, models, key, esm_model, dnabert_model, precision,
-                          checkpoint_dir, checkpoint_every, token_budget, summary_path, workers, t_start, False)
+                          checkpoint_dir, checkpoint_every, token_budget, summary_path, workers, t_start, False,
+                          dedup=dedup)
     with gpu_lease.acquire_gpu(lease_dir or gpu_lease.DEFAULT_LEASE_DIR, gpus) as leased:
         if leased is None and device == "cuda":
             raise InputError("--device", "cuda was asked for but no GPU is available to this task")
         return _embed(frames, frames_path, out_path, leased, models, key, esm_model, dnabert_model, precision,
-                      checkpoint_dir, checkpoint_every, token_budget, summary_path, workers, t_start, compile)
+                      checkpoint_dir, checkpoint_every, token_budget, summary_path, workers, t_start, compile,
+                      dedup=dedup)
 
 
 def _load_models(esm_path, dnabert_path):
@@ -129,10 +131,11 @@ def _load_models(esm_path, dnabert_path):
 
 
 def _embed(frames, frames_path, out_path, leased, models, key, esm_path, dnabert_path, precision, checkpoint_dir,
-           checkpoint_every, token_budget, summary_path, workers, t_start, compile=None) -> dict:
+           checkpoint_every, token_budget, summary_path, workers, t_start, compile=None, dedup=True) -> dict:
     import torch
 
     from virnucpro.embed.checkpoint import PartStore
+    from virnucpro.embed.dedup import FeatureRows, ShardDedup
     from virnucpro.embed.engine import EmbeddingEngine, esm2_split_forward
     from virnucpro.embed.packing import SequenceError
     from virnucpro.embed.telemetry import Telemetry
@@ -167,7 +170,10 @@ def _embed(frames, frames_path, out_path, leased, models, key, esm_path, dnabert
 
     telemetry = Telemetry(total_frames=len(frames), progress_every_s=30.0)
     plan = PartStore.plan(len(frames), checkpoint_every)
-    results: dict[int, Features] = {}
+    starts = {index: start for index, start, _ in plan}
+    rows = FeatureRows(len(frames))
+    dups = ShardDedup(frames) if dedup else None  # each distinct sequence embedded once, copied to the rest
+    telemetry.dedup = dups.stats if dups else None
     store = None
     if checkpoint_dir:
         if effective != precision:  # the key was made before the lease, for the precision asked for
@@ -179,7 +185,7 @@ def _embed(frames, frames_path, out_path, leased, models, key, esm_path, dnabert
             ids = [f.id for f in frames[start:end]]
             feats = store.load_valid(index, ids) if store is not None else None
             if feats is not None:
-                results[index] = feats
+                rows.put(start, feats)
                 telemetry.add_frames_skipped(len(ids))
             else:
                 todo.append((index, start, end))
@@ -187,22 +193,26 @@ def _embed(frames, frames_path, out_path, leased, models, key, esm_path, dnabert
             log.info("reusing %d of %d checkpoint parts", len(plan) - len(todo), len(plan))
 
         def on_part(index, feats):
+            if dups is not None:
+                feats = dups.complete(starts[index], feats, rows)
+                telemetry.add_sequences_copied(dups.copies_in(starts[index], starts[index] + len(feats)))
             if store is not None:
                 store.write(index, feats)
-            results[index] = feats
+            rows.put(starts[index], feats)
 
         encoders = build_encoders(esm, dnabert, tokenizer, token_budget)
         with EmbeddingEngine(encoders, dev, workers=workers, telemetry=telemetry) as engine:
             if todo:
                 try:
                     engine.embed_parts([frames[s:e] for _, s, e in todo], on_part,
-                                       part_indices=[i for i, _, _ in todo])
+                                       part_indices=[i for i, _, _ in todo],
+                                       compute=[dups.compute_masks(s, e) for _, s, e in todo] if dups else None)
                 except SequenceError as exc:
                     raise InputError(frames_path, str(exc)) from None
             budgets = dict(zip([e.field for e in encoders], engine.budgets))
         telemetry.log_progress()
         if plan:
-            final = Features.concat([results[i] for i, _, _ in plan])
+            final = rows.features()
         else:
             final = Features([], np.zeros((0, dnabert.hidden_size), np.float32),
                              np.zeros((0, esm.embed_dim), np.float32))

@@ -205,3 +205,19 @@ def test_kill_after_some_parts_then_resume_is_bit_identical(duplicated, runs, ti
     assert got.ids == want.ids
     np.testing.assert_array_equal(got.nucleotide, want.nucleotide)
     np.testing.assert_array_equal(got.protein, want.protein)
+
+
+@pytest.mark.slow
+def test_a_part_made_only_of_copies_and_an_empty_shard(duplicated, tiny_models, tmp_path, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    _, frames, _ = duplicated
+    head = frames[:EVERY]
+    again = [Frame(f"again{i}", f.nucleotide, f.protein) for i, f in enumerate(head)]
+    [shard] = split_frames(head + again, tmp_path / "s", 10**9)
+    feats, summary = embed(shard, tmp_path / "f.npz", tiny_models, EVERY)  # part 1: nothing to compute
+    np.testing.assert_array_equal(feats.protein[EVERY:], feats.protein[:EVERY])
+    np.testing.assert_array_equal(feats.nucleotide[EVERY:], feats.nucleotide[:EVERY])
+    assert summary["dedup"]["protein"]["copied"] >= EVERY and summary["models"]["protein"]["sequences"] <= EVERY
+    [empty] = split_frames([], tmp_path / "e", 10**9)
+    feats, summary = embed(empty, tmp_path / "e.npz", tiny_models, EVERY)
+    assert len(feats) == 0 and summary["dedup"]["protein"]["frames"] == 0

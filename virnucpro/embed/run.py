@@ -129,7 +129,8 @@ def current_rss_bytes() -> int | None:
 
 def embed_shard(frames_path, out_path, *, esm_model, dnabert_model, device="auto", precision="fp16",
                 checkpoint_dir=None, checkpoint_every=10000, gpus=None, lease_dir=None, token_budget=None,
-                summary_path=None, workers=None, compile=None, model_check=None, compile_cache=None) -> dict:
+                summary_path=None, workers=None, compile=None, model_check=None, compile_cache=None,
+                dedup=True) -> dict:
     from virnucpro.embed import lease as gpu_lease
     from virnucpro.embed.checkpoint import file_sha256
     from virnucpro.io.frames import read_frames_tsv
@@ -162,7 +163,7 @@ def embed_shard(frames_path, out_path, *, esm_model, dnabert_model, device="auto
     run = dict(frames=frames, frames_path=frames_path, out_path=out_path, opened=opened, key_parts=key_parts,
                precision=precision, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
                token_budget=token_budget, summary_path=summary_path, workers=workers, t_start=t_start,
-               times=times, compile_cache=cache)
+               times=times, compile_cache=cache, dedup=dedup)
 
     if device == "cpu":
         with gpu_lease.visible_gpus(""):  # the user asked for the CPU: never touch a GPU
@@ -194,10 +195,11 @@ def _load_models(opened: list, device, dtype):
 
 
 def _embed(*, frames, frames_path, out_path, leased, opened, key_parts, precision, checkpoint_dir, checkpoint_every,
-           token_budget, summary_path, workers, t_start, times, compile_cache, compile=None) -> dict:
+           token_budget, summary_path, workers, t_start, times, compile_cache, dedup, compile=None) -> dict:
     import torch
 
     from virnucpro.embed.checkpoint import PartStore, key_from_digests
+    from virnucpro.embed.dedup import FeatureRows, ShardDedup
     from virnucpro.embed.engine import EmbeddingEngine, esm2_split_forward
     from virnucpro.embed.packing import SequenceError
     from virnucpro.embed.telemetry import Telemetry
@@ -228,7 +230,10 @@ def _embed(*, frames, frames_path, out_path, leased, opened, key_parts, precisio
 
     telemetry = Telemetry(total_frames=len(frames), progress_every_s=30.0)
     plan = PartStore.plan(len(frames), checkpoint_every)
-    results: dict[int, Features] = {}
+    starts = {index: start for index, start, _ in plan}
+    rows = FeatureRows(len(frames))
+    dups = ShardDedup(frames) if dedup else None  # each distinct sequence embedded once, copied to the rest
+    telemetry.dedup = dups.stats if dups else None
     store = None
     write_seconds = 0.0
     if checkpoint_dir:
@@ -241,7 +246,7 @@ def _embed(*, frames, frames_path, out_path, leased, opened, key_parts, precisio
             ids = [f.id for f in frames[start:end]]
             feats = store.load_valid(index, ids) if store is not None else None
             if feats is not None:
-                results[index] = feats
+                rows.put(start, feats)
                 telemetry.add_frames_skipped(len(ids))
             else:
                 todo.append((index, start, end))
@@ -250,10 +255,13 @@ def _embed(*, frames, frames_path, out_path, leased, opened, key_parts, precisio
 
         def on_part(index, feats):
             nonlocal write_seconds
+            if dups is not None:
+                feats = dups.complete(starts[index], feats, rows)
+                telemetry.add_sequences_copied(dups.copies_in(starts[index], starts[index] + len(feats)))
             t = time.perf_counter()
             if store is not None:
                 store.write(index, feats)
-            results[index] = feats
+            rows.put(starts[index], feats)
             write_seconds += time.perf_counter() - t
 
         encoders = build_encoders(esm, dnabert, tokenizer, token_budget)
@@ -262,14 +270,15 @@ def _embed(*, frames, frames_path, out_path, leased, opened, key_parts, precisio
             if todo:
                 try:
                     engine.embed_parts([frames[s:e] for _, s, e in todo], on_part,
-                                       part_indices=[i for i, _, _ in todo])
+                                       part_indices=[i for i, _, _ in todo],
+                                       compute=[dups.compute_masks(s, e) for _, s, e in todo] if dups else None)
                 except SequenceError as exc:
                     raise InputError(frames_path, str(exc)) from None
             compute_seconds = time.perf_counter() - t_compute
             budgets = dict(zip([e.field for e in encoders], engine.budgets))
         telemetry.log_progress()
         if plan:
-            final = Features.concat([results[i] for i, _, _ in plan])
+            final = rows.features()
         else:
             final = Features([], np.zeros((0, dnabert.hidden_size), np.float32),
                              np.zeros((0, esm.embed_dim), np.float32))

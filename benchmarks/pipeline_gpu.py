@@ -293,9 +293,10 @@ def summarise(work: Path, trace_path: Path, dmon_log: Path, t0: float, t1: float
             "fixed_fraction": round((realtime - compute) / compute, 3) if compute else None,
             "peak_rss_gb": round(int(r["peak_rss"]) / 2**30, 2) if r.get("peak_rss", "-").isdigit() else None,
             "frames": s.get("frames"),
-            **{k: s.get(k) for k in ("model_load_seconds", "checksum_seconds", "compile_seconds",
+            **{k: s.get(k) for k in ("model_load_seconds", "model_checksum_seconds", "compile_seconds",
                                      "lease_wait_seconds", "compute_seconds", "write_seconds",
-                                     "peak_host_rss_bytes", "total_seconds", "dedup", "parts")},
+                                     "peak_host_rss_bytes", "host_rss_at_lease_bytes", "total_seconds", "dedup",
+                                     "parts", "compiled_esm")},
         })
     wall = t1 - t0
     compute = sum(t["compute_s"] for t in tasks)
@@ -321,6 +322,9 @@ def summarise(work: Path, trace_path: Path, dmon_log: Path, t0: float, t1: float
         "gpu_busy_embed_span_pct": busy_between(samples, first, last),
         "gpu_busy_whole_run_pct": busy_between(samples, t0, t1),
         "embed_tasks": len(tasks),
+        "dedup_tokens_saved_fraction": {
+            f: round(sum(t["dedup"][f]["tokens_saved"] for t in tasks) / max(1, sum(t["dedup"][f]["tokens"] for t in tasks)), 4)
+            for f in ("protein", "nucleotide") if tasks and all(t.get("dedup") for t in tasks)},
         "max_task_rss_gb": max((t["peak_rss_gb"] or 0 for t in tasks), default=None),
         "task_seconds_by_step": {k: round(v, 1) for k, v in sorted(steps.items())},
         "tasks": sorted(tasks, key=lambda t: t["start"]),
@@ -341,8 +345,9 @@ def markdown(r: dict) -> str:
     for t in r["tasks"]:
         lines.append(f"| {t['task']} | {t['frames']} | {t['realtime_s']} s | {t['compute_s']} s "
                      f"| {t['fixed_s']} s ({t['fixed_fraction']}) | {t['model_load_seconds']} "
-                     f"| {t['checksum_seconds']} | {t['compile_seconds']} | {t['lease_wait_seconds']} "
+                     f"| {t['model_checksum_seconds']} | {t['compile_seconds']} | {t['lease_wait_seconds']} "
                      f"| {t['write_seconds']} | {t['peak_rss_gb']} GB |")
+    lines += ["", f"Duplicate work saved (share of tokens): {r.get('dedup_tokens_saved_fraction')}"]
     lines += ["", "Task seconds by step: " + ", ".join(f"{k} {v}" for k, v in r["task_seconds_by_step"].items()), ""]
     return "\n".join(lines)
 

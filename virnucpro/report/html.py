@@ -112,7 +112,7 @@ def throughput_by_model(embeds: list[dict]) -> list[dict]:
 
 CSS = """
 body{font-family:sans-serif;margin:24px;color:#222;max-width:1200px}
-h1{font-size:22px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ccc}
+h1{font-size:22px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ccc}h3{font-size:14px}
 table{border-collapse:collapse;font-size:13px}th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}
 th{background:#f2f2f2}td.l,th.l{text-align:left}.warn{background:#fff3cd;border:1px solid #e0c36a;padding:6px 10px}
 .banner{background:#f8d7da;border:2px solid #c0392b;padding:8px 12px;margin:10px 0}.banner li{margin:3px 0}
@@ -327,10 +327,10 @@ def _provenance_section(samples: list[dict], embeds: list[dict], files: list[tup
         settings = [[escape(k), _text(record.get(k))] for k in ("precision", "chunk_length", "virnucpro_version")
                     if k in record]
         out += _table(["setting", "value"], settings, left=2)
-        models = [[_text(m.get("name", role)), _text(m.get("kind")), _count(m.get("size")),
-                   f"<code>{_text(m.get('sha256'))}</code>", _yes_no(m.get("test_model")), _text(m.get("path"))]
+        models = [[_text(m.get("name", role)), _text(m.get("kind")), _yes_no(m.get("test_model")),
+                   _text(m.get("path")), f"<code>{_text(m.get('sha256'))}</code>", _count(m.get("size"))]
                   for role, m in record.get("models", {}).items()]
-        out += "<br>" + _table(["model", "kind", "size (bytes)", "sha256", "test model", "path"], models, left=2)
+        out += "<br>" + _table(["model", "kind", "test model", "path", "sha256", "size (bytes)"], models, left=5)
     return out
 
 

@@ -202,9 +202,10 @@ class _Tables:
         f = self._files
         f["records"].write(result.row())
         f["chunks"].write(regions.chunk_rows(result.record.record_id, chunks, found, threshold))
-        f["regions"].write("".join(regions.region_row(r) for r in found))
-        f["gff"].write(regions.gff_lines(found, result.record.length))
-        f["bed"].write(regions.bed_lines(found))
+        if found:
+            f["regions"].write("".join(regions.region_row(r) for r in found))
+            f["gff"].write(regions.gff_lines(found, result.record.length))
+            f["bed"].write(regions.bed_lines(found))
 
     def __exit__(self, *exc):
         for fh in self._files.values():
@@ -213,6 +214,8 @@ class _Tables:
 
 def _keep_top(top: list[tuple], r: regions.Region, order: int) -> None:
     """Keep the TOP_REGIONS best regions by max then mean chunk score (earlier in the input first on ties)."""
+    if len(top) >= TOP_REGIONS and (r.max_score, r.mean_score, -order) <= top[0][:3]:
+        return
     item = (r.max_score, r.mean_score, -order, {
         "region_id": r.region_id, "record_id": r.record_id, "record_length": r.record_length, "start": r.start,
         "end": r.end, "length": r.length, "n_chunks": len(r.chunks), "max_chunk_score": r.max_score,
@@ -247,7 +250,10 @@ def _chunks(rec: rollup.PreprocessRecord, result: rollup.RecordResult, candidate
     """The record's chunks with their coordinates and best frame scores."""
     if not rec.n_chunks:
         return []
-    bounds = {tuple(regions.chunk_bounds(rec.length, rec.n_chunks, c)) for c in candidates}
+    if rec.n_chunks == 1:  # the whole record, whatever the chunk length (most reads)
+        bounds = {((1, rec.length),)}
+    else:
+        bounds = {tuple(regions.chunk_bounds(rec.length, rec.n_chunks, c)) for c in candidates}
     if len(bounds) != 1:
         raise InputError(records_path, f"line {rec.line}: the chunk coordinates of record {rec.record_id!r} "
                          f"depend on the chunk length ({' or '.join(map(str, sorted(candidates)))} bp): give "

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 from virnucpro.preprocess.chunking import chunk_starts
@@ -63,6 +63,14 @@ class Region:
     n_viral: int
     record_length: int
     whole: bool = False  # the record's only region, holding every scored chunk of it
+    # Over the region's scored chunks (bridged ones included); computed once, the tables and the summary reuse them.
+    mean_score: float = field(init=False)
+    max_score: float = field(init=False)
+
+    def __post_init__(self):
+        scores = [c.score for c in self.chunks if c.max_p_virus is not None]
+        self.mean_score = math.fsum(scores) / len(scores)
+        self.max_score = max(scores)
 
     @property
     def region_id(self) -> str:
@@ -79,18 +87,6 @@ class Region:
     @property
     def length(self) -> int:
         return self.end - self.start + 1
-
-    @property
-    def scores(self) -> list[float]:
-        return [c.score for c in self.chunks if c.score is not None]
-
-    @property
-    def mean_score(self) -> float:
-        return math.fsum(self.scores) / len(self.scores)
-
-    @property
-    def max_score(self) -> float:
-        return max(self.scores)
 
 
 def chunk_bounds(length: int, n_chunks: int, chunk_length: int) -> list[tuple[int, int]]:
@@ -154,16 +150,17 @@ def region_row(r: Region) -> str:
 def chunk_rows(record_id: str, chunks: Sequence[Chunk], regions: list[Region], threshold: float) -> str:
     from virnucpro.classify.outputs import format_score
 
-    region_of = {c.number: r.region_id for r in regions for c in r.chunks}
+    region_of = {c.number: r.region_id for r in regions for c in r.chunks} if regions else {}
     rows = []
     for c in chunks:
-        score = c.score
-        call = "no_prediction" if score is None else ("viral" if score >= threshold else "not_viral")
-        cells = (f"{record_id}_chunk_{c.number}", record_id, c.number, c.start, c.end, c.n_frames,
-                 "NA" if c.max_p_virus is None else format_score(c.max_p_virus),
-                 "NA" if c.max_p_others is None else format_score(c.max_p_others),
-                 score_text(score), call, region_of.get(c.number, "NA"))
-        rows.append("\t".join(map(str, cells)) + "\n")
+        if c.max_p_virus is None:
+            scores = "NA\tNA\tNA\tno_prediction"
+        else:
+            score = c.score
+            scores = (f"{format_score(c.max_p_virus)}\t{format_score(c.max_p_others)}\t{score!r}\t"
+                      f"{'viral' if score >= threshold else 'not_viral'}")
+        rows.append(f"{record_id}_chunk_{c.number}\t{record_id}\t{c.number}\t{c.start}\t{c.end}\t{c.n_frames}\t"
+                    f"{scores}\t{region_of.get(c.number, 'NA')}\n")
     return "".join(rows)
 
 

@@ -65,7 +65,7 @@ workflow VIRNUCPRO {
         .combine(ch_embed_summaries.map { summaries -> [summaries] })
         .map { sample_summaries, embed_summaries -> [[id: 'report'], sample_summaries, embed_summaries] }
 
-    REPORT(ch_report, PROVENANCE.out.provenance)
+    REPORT(ch_report, PROVENANCE.out.provenance, file("${projectDir}/docs/output.md", checkIfExists: true))
 
     // Software versions, from every process's `topic: versions` outputs; a `virnucpro --versions` output holds
     // one `tool: version` line per tool.

@@ -148,7 +148,7 @@ def _write_viral_fasta(input_path: Path, records_path: Path, viral: bytearray, o
     records = rollup.read_preprocess_records(records_path)
     written = 0
     with open(out, "w", encoding="ascii", newline="\n") as fh:
-        for index, (record_id, seq) in enumerate(read_sequences(input_path, unique_ids=False)):
+        for index, (record_id, seq) in enumerate(read_sequences(input_path, unique_ids=False, allow_empty=True)):
             rec = next(records, None)
             if rec is None or rec.record_id != record_id or rec.length != len(seq):
                 expected = "nothing more" if rec is None else f"{rec.record_id!r} ({rec.length} bp)"
@@ -180,6 +180,8 @@ def _summary(sample, threshold, chunk_length, status_counts, call_counts, length
         warnings.append("chunk length unknown (give --chunk-length): short-read check skipped")
     elif chunk_length not in CHUNK_LENGTHS:
         warnings.append(f"chunk length {chunk_length} matches no published model (300 or 500)")
+    if not n:
+        warnings.append("the input file holds no records (empty file)")
     if n and not scored:
         warnings.append("no record has a frame to score: every record is empty or has stop codons in all frames")
     if status_counts.get("empty"):

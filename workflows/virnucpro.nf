@@ -66,6 +66,40 @@ workflow VIRNUCPRO {
 
     REPORT(ch_report, PROVENANCE.out.provenance)
 
+    // Publishing: each sample's folder, then the report, as one finished unit each (`virnucpro publish`,
+    // docs/output.md "Complete or absent"). Done here rather than by publishDir, which copies file by file; it
+    // runs on every run, -resume included, so a deleted or partial folder is restored from the cached tasks.
+    ch_embed_files = EMBED.out.summary
+        .join(EMBED.out.features)
+        .map { meta, summary, features ->
+            def files = [["embed/${summary.name}", summary]]
+            if (params.save_features) {
+                files << ["features/${features.name}", features]
+            }
+            [groupKey(sampleMeta(meta), meta.n_shards), files]
+        }
+        .groupTuple()
+        .map { key, files -> [key.getGroupTarget(), files.sum()] }
+    ch_sample_folders = PREPROCESS.out.frames
+        .join(PREPROCESS.out.records)
+        .join(PREPROCESS.out.chunks)
+        .map { meta, nucleotide, protein, records, chunks ->
+            [meta, [nucleotide, protein, records, chunks].collect { f -> ["preprocess/${f.name}", f] }]
+        }
+        .join(ch_embed_files)
+        .join(AGGREGATE.out.results)
+        .map { meta, preprocessed, embedded, results ->
+            [meta, preprocessed + embedded + asList(results).collect { f -> [f.name, f] }]
+        }
+    ch_published = ch_sample_folders.map { meta, files ->
+        publishFolder("${params.outdir}/${meta.id}", files)
+        meta.id
+    }
+    // The report goes in last: a report folder never describes a sample folder that failed to appear.
+    REPORT.out.report
+        .combine(ch_published.count())
+        .map { meta, files, n_published -> publishFolder("${params.outdir}/report", asList(files).collect { f -> [f.name, f] }) }
+
     // Software versions, from every process's `topic: versions` outputs; a `virnucpro --versions` output holds
     // one `tool: version` line per tool.
     channel.topic('versions')
@@ -96,6 +130,27 @@ def versionRows(String process, String tool, String version) {
         def (name, value) = line.split(': ', 2) as List
         [process, name.trim(), value.trim()]
     }
+}
+
+def asList(files) {
+    return files instanceof List ? files : [files]
+}
+
+// `virnucpro publish` (virnucpro/io/publish.py) makes `dest` a folder of exactly these [name, file] pairs, all at
+// once; its one-line error (e.g. "No space left on device while writing ...") stops the run.
+def publishFolder(String dest, List files) {
+    def command = ["${projectDir}/bin/virnucpro", 'publish', '--dest', file(dest).toString(), '--mode',
+                   params.publish_dir_mode] + files.collect { name, f -> "${name}=${f}" }
+    def proc = command.collect { it.toString() }.execute()
+    def out = new StringBuffer()
+    def err = new StringBuffer()
+    proc.waitForProcessOutput(out, err)
+    if (proc.exitValue() != 0) {
+        def lines = err.toString().readLines().findAll { it.trim() }
+        def message = lines ? lines.last().replaceFirst(/^virnucpro: error: /, '') : "${dest}: `virnucpro publish` exited with status ${proc.exitValue()}"
+        error("virnucpro: ${message}")
+    }
+    return dest
 }
 
 def sampleMeta(Map meta) {

@@ -2,6 +2,7 @@
 
 import json
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -263,3 +264,27 @@ def test_summary_feeds_the_report(sample, tmp_path):
     write_report([tmp_path / "out" / "S.summary.json"], [], tmp_path / "report")
     html = (tmp_path / "report" / REPORT_NAME).read_text()
     assert ">S</td>" in html and "40.00" in html  # the sample's row, with its % viral
+
+
+def test_a_zero_byte_input_is_an_empty_sample_with_a_warning(tmp_path):
+    fasta = tmp_path / "in.fa"
+    fasta.write_bytes(b"")
+    records = tmp_path / "records.tsv"
+    records.write_text("record_id\tlength\tn_chunks\tn_frames\tstatus\n")
+    pred = tmp_path / "Z.shard_00000.predictions.tsv"
+    write_prediction_results(pred, [], np.zeros((0, 2), np.float32))
+    summary = aggregate_sample("Z", [pred], records, fasta, 0.5, tmp_path / "out")
+    assert summary["records"] == 0 and summary["percent_viral"] == 0.0
+    assert "the input file holds no records (empty file)" in summary["warnings"]
+    assert (tmp_path / "out" / "Z.viral.fa").read_text() == ""
+
+
+def test_summary_names_the_users_input_not_the_staged_link(sample, tmp_path, monkeypatch):
+    task = tmp_path / "task"
+    (task / "input").mkdir(parents=True)
+    (task / "input" / "in.fa").symlink_to(sample["fasta"])  # how Nextflow stages --input
+    monkeypatch.chdir(task)
+    monkeypatch.setenv("VIRNUCPRO_STAGED_INPUTS", "1")
+    summary = aggregate_sample("S", sample["predictions"], sample["records"], Path("input/in.fa"), 0.5,
+                               tmp_path / "out")
+    assert summary["inputs"]["input"] == str(sample["fasta"])

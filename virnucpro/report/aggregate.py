@@ -21,7 +21,7 @@ from array import array
 from pathlib import Path
 
 from virnucpro import __version__
-from virnucpro.errors import InputError
+from virnucpro.errors import InputError, user_path
 from virnucpro.io.atomic import atomic_output_dir
 from virnucpro.io.seqio import FASTA_LINE_WIDTH, read_sequences, wrap_fasta
 from virnucpro.report import rollup
@@ -128,7 +128,7 @@ def aggregate_sample(sample: str, prediction_paths: list[Path], records_path: Pa
         summary = _summary(sample, threshold, chunk_length, status_counts, call_counts, lengths, chunks,
                            chunks_scored, chunks_viral, len(preds.ids), scores, max_p, names,
                            {"predictions": [str(p) for p in prediction_paths], "records": str(records_path),
-                            "input": str(input_path)})
+                            "input": user_path(input_path)})
         assert n_viral_written == call_counts["viral"]
         with open(tmp / names["summary"], "w", encoding="utf-8") as fh:
             json.dump(summary, fh, indent=2)
@@ -148,7 +148,8 @@ def _write_viral_fasta(input_path: Path, records_path: Path, viral: bytearray, o
     records = rollup.read_preprocess_records(records_path)
     written = 0
     with open(out, "w", encoding="ascii", newline="\n") as fh:
-        for index, (record_id, seq) in enumerate(read_sequences(input_path, unique_ids=False, allow_empty=True)):
+        reader = read_sequences(input_path, unique_ids=False, allow_empty=True)
+        for index, (record_id, seq) in enumerate(reader):
             rec = next(records, None)
             if rec is None or rec.record_id != record_id or rec.length != len(seq):
                 expected = "nothing more" if rec is None else f"{rec.record_id!r} ({rec.length} bp)"

@@ -14,6 +14,8 @@ process AGGREGATE {
     tuple val(meta), path("aggregate/${meta.id}.records.tsv")             , emit: records
     tuple val(meta), path("aggregate/${meta.id}.viral.fa")                , emit: viral
     tuple val(meta), path("aggregate/${meta.id}.summary.json")            , emit: summary
+    // Every file the task wrote, whatever their names: the sample's published folder is built from this.
+    tuple val(meta), path('aggregate/*')                                  , emit: results
     tuple val("${task.process}"), val('virnucpro'), eval('virnucpro --version | cut -d" " -f2'), topic: versions, emit: versions_virnucpro
 
     when:

@@ -107,7 +107,7 @@ workflow VIRNUCPRO {
         .unique()
         .toList()
         .map { rows -> versionsYaml(rows) }
-        .collectFile(storeDir: "${params.outdir}/pipeline_info", name: 'software_versions.yml', newLine: true)
+        .subscribe { yaml -> writeRunFile("${params.outdir}/pipeline_info/software_versions.yml", yaml + '\n') }
 
     results = AGGREGATE.out.summary
     report = REPORT.out.report
@@ -138,19 +138,44 @@ def asList(files) {
 
 // `virnucpro publish` (virnucpro/io/publish.py) makes `dest` a folder of exactly these [name, file] pairs, all at
 // once; its one-line error (e.g. "No space left on device while writing ...") stops the run.
+// When another task fails, Nextflow interrupts the operators still working; a publication under way is let finish
+// (it is short, and stopping it halfway gains nothing) and the interrupt passed on afterwards, so the run's only
+// error stays the task's own. stderr goes to a file: reading a pipe would be interruptible.
 def publishFolder(String dest, List files) {
     def command = ["${projectDir}/bin/virnucpro", 'publish', '--dest', file(dest).toString(), '--mode',
                    params.publish_dir_mode] + files.collect { name, f -> "${name}=${f}" }
-    def proc = command.collect { it.toString() }.execute()
-    def out = new StringBuffer()
-    def err = new StringBuffer()
-    proc.waitForProcessOutput(out, err)
+    def errors = File.createTempFile('virnucpro-publish-', '.err')
+    def proc = new ProcessBuilder(command.collect { it.toString() })
+        .redirectOutput(ProcessBuilder.Redirect.DISCARD)
+        .redirectError(errors)
+        .start()
+    def interrupted = false
+    while (true) {
+        try {
+            proc.waitFor()
+            break
+        } catch (InterruptedException e) {
+            interrupted = true
+        }
+    }
+    def lines = errors.readLines().findAll { it.trim() }
+    errors.delete()
+    if (interrupted) {
+        Thread.currentThread().interrupt()
+    }
     if (proc.exitValue() != 0) {
-        def lines = err.toString().readLines().findAll { it.trim() }
         def message = lines ? lines.last().replaceFirst(/^virnucpro: error: /, '') : "${dest}: `virnucpro publish` exited with status ${proc.exitValue()}"
         error("virnucpro: ${message}")
     }
     return dest
+}
+
+// Written once all tasks are done, from memory: collectFile wrote each item to disk as it came, and a failing task's
+// abort interrupting that write printed a spurious "Unexpected error [ClosedByInterruptException]".
+def writeRunFile(String path, String text) {
+    def target = new File(file(path).toString())
+    target.parentFile.mkdirs()
+    target.text = text
 }
 
 def sampleMeta(Map meta) {

@@ -144,20 +144,12 @@ def asList(files) {
 def publishFolder(String dest, List files) {
     def command = ["${projectDir}/bin/virnucpro", 'publish', '--dest', file(dest).toString(), '--mode',
                    params.publish_dir_mode] + files.collect { name, f -> "${name}=${f}" }
-    def errors = File.createTempFile('virnucpro-publish-', '.err')
+    def errors = java.io.File.createTempFile('virnucpro-publish-', '.err')
     def proc = new ProcessBuilder(command.collect { it.toString() })
         .redirectOutput(ProcessBuilder.Redirect.DISCARD)
         .redirectError(errors)
         .start()
-    def interrupted = false
-    while (true) {
-        try {
-            proc.waitFor()
-            break
-        } catch (InterruptedException e) {
-            interrupted = true
-        }
-    }
+    def interrupted = waitThroughInterrupts(proc)
     def lines = errors.readLines().findAll { it.trim() }
     errors.delete()
     if (interrupted) {
@@ -168,6 +160,17 @@ def publishFolder(String dest, List files) {
         error("virnucpro: ${message}")
     }
     return dest
+}
+
+// Waits for `proc` to end; returns whether the thread was interrupted meanwhile (the strict syntax has no loops).
+def waitThroughInterrupts(Process proc) {
+    try {
+        proc.waitFor()
+        return false
+    } catch (InterruptedException e) {
+        waitThroughInterrupts(proc)
+        return true
+    }
 }
 
 // Written once all tasks are done, from memory: collectFile wrote each item to disk as it came, and a failing task's

@@ -4,6 +4,7 @@ import errno
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,23 @@ def test_a_failure_leaves_the_destination_as_it_was(tmp_path, monkeypatch):
                                      "published")
     assert tree(dest) == before
     assert sorted(p.name for p in dest.parent.iterdir()) == ["S"]
+
+
+@pytest.mark.parametrize("mode", ["copy", "link", "symlink"])
+def test_an_up_to_date_folder_is_not_copied_again(tmp_path, mode):
+    files = sources(tmp_path, {"a.tsv": 3, "sub/b.fa": 4})
+    dest = tmp_path / "out" / "S"
+    publish_folder(files, dest, mode)
+    inode = (dest / "a.tsv").lstat().st_ino
+    publish_folder(files, dest, mode)  # a resumed run: same sources
+    assert (dest / "a.tsv").lstat().st_ino == inode
+    os.utime(files["a.tsv"], ns=(time.time_ns() + 10**9,) * 2)  # the task ran again
+    files["a.tsv"].write_bytes(b"new")
+    os.utime(files["a.tsv"], ns=(time.time_ns() + 10**9,) * 2)
+    publish_folder(files, dest, mode)
+    assert (dest / "a.tsv").read_bytes() == b"new"
+    publish_folder({"a.tsv": files["a.tsv"]}, dest, mode)  # a file fewer: published again, exactly
+    assert tree(dest) == {"a.tsv": b"new"}
 
 
 def test_leftovers_of_a_killed_publication_are_removed(tmp_path):

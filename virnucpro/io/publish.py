@@ -61,6 +61,28 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _up_to_date(files: Mapping[str, os.PathLike], dest: Path, mode: str) -> bool:
+    """Whether ``dest`` already is this publication: exactly these names, each placed from its source after the
+    source was last written (what a resumed run finds for every task it reused). Then nothing is copied again."""
+    if not dest.is_dir() or dest.is_symlink():
+        return False
+    present = {str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file() or p.is_symlink()}
+    if present != set(files):
+        return False
+    for name, source in files.items():
+        target, real = dest / name, Path(source).resolve()
+        try:
+            if mode in ("symlink", "rellink"):
+                if not target.is_symlink() or target.resolve() != real:
+                    return False
+            elif not (target.samefile(real) or (target.stat().st_size == real.stat().st_size
+                                                and target.stat().st_mtime_ns >= real.stat().st_mtime_ns)):
+                return False
+        except OSError:
+            return False
+    return True
+
+
 def remove_leftovers(dest: Path) -> None:
     """Hidden folders an earlier, killed publication of ``dest`` left behind (one publisher per destination at a
     time: the pipeline publishes each sample once per run)."""
@@ -74,14 +96,17 @@ def remove_leftovers(dest: Path) -> None:
 def publish_folder(files: Mapping[str, os.PathLike], dest: str | os.PathLike, mode: str = "copy") -> Path:
     """Make ``dest`` a folder holding exactly ``files`` (relative name -> source file), all at once.
 
-    Raises OutputError naming ``dest``, the file being written and the cause (e.g. "No space left on device");
-    ``dest`` is then unchanged."""
+    A ``dest`` that already holds this publication (same names, copied after their sources were written) is left
+    alone, so a resumed run copies only what changed. Raises OutputError naming ``dest``, the file being written
+    and the cause (e.g. "No space left on device"); ``dest`` is then unchanged."""
     if mode not in MODES:
         raise ValueError(f"unknown publish mode {mode!r}")
     _check_names(files)
     dest = Path(dest).absolute()
     dest.parent.mkdir(parents=True, exist_ok=True)
     remove_leftovers(dest)
+    if _up_to_date(files, dest, mode):
+        return dest
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}{_PUBLISHING}", dir=dest.parent))
     current = None
     try:

@@ -50,7 +50,6 @@ _COMPRESSED = (
 _CONTROL_BYTES = bytes(b for b in range(32) if b not in b"\t\n\r\x0c") + b"\x7f"
 _NOT_TEXT = re.compile(rb"[^\t\n\r\x0c\x20-\x7e]")  # the same, plus every non-ASCII byte
 _CONTROL = re.compile(b"[" + re.escape(_CONTROL_BYTES) + b"]")
-_NON_ASCII = re.compile(rb"[\x80-\xff]")
 
 
 def _open_binary(path: Path) -> tuple[BinaryIO, str]:
@@ -147,35 +146,15 @@ def _record_id(path: Path, header: bytes, record_number: int) -> str:
                          "hold any text") from None
 
 
-def _check_text(path: Path, text: bytes, records_before: int) -> None:
-    """Refuse bytes that cannot be in a text sequence file: NUL and other control characters anywhere, non-ASCII
-    bytes outside header lines (a header's id is checked by ``_record_id``). ``text`` is a run of whole lines
-    read after ``records_before`` FASTA records had started."""
-    if text.isascii() and len(text.translate(None, _CONTROL_BYTES)) == len(text):
-        return
-    control = _CONTROL.search(text)
-    bad = control.start() if control else _non_ascii_outside_headers(text, b">")
-    if bad is None:
-        return
-    starts_before = text.count(b"\n>", 0, bad) + (text[:1] == b">")
-    raise _binary_problem(path, max(records_before + starts_before, 1))
-
-
-def _non_ascii_outside_headers(text: bytes, header_start: bytes) -> int | None:
-    """Offset of the first non-ASCII byte of ``text`` (whole lines) on a line not starting with
-    ``header_start``, or None. Visits one byte per line that holds any, so long non-ASCII descriptions cost
-    one search each."""
-    found = _NON_ASCII.search(text)
-    while found:
-        at = found.start()
-        line_start = text.rfind(b"\n", 0, at) + 1
-        if text[line_start : line_start + 1] != header_start:
-            return at
-        line_end = text.find(b"\n", at)
-        if line_end < 0:
-            return None
-        found = _NON_ASCII.search(text, line_end)
-    return None
+def _check_text(path: Path, text: bytes, records_before: int) -> bool:
+    """Refuse NUL and other control characters, which no text sequence file holds; returns whether ``text`` is all
+    ASCII (if not, the caller checks that its non-ASCII bytes stand in header lines only). ``text`` is a run of
+    whole lines read after ``records_before`` FASTA records had started."""
+    if len(text.translate(None, _CONTROL_BYTES)) != len(text):
+        bad = _CONTROL.search(text).start()
+        starts_before = text.count(b"\n>", 0, bad) + (text[:1] == b">")
+        raise _binary_problem(path, max(records_before + starts_before, 1))
+    return text.isascii()
 
 
 def _clean(text: bytes) -> bytes:
@@ -212,13 +191,15 @@ def _fasta_records(path: Path, stream: BinaryIO) -> Iterator[tuple[str, bytes]]:
     parts: list[bytes] = []  # cleaned sequence text of the record being read
     n = 0
     for text in _line_blocks(stream):
-        _check_text(path, text, n)
+        ascii_text = _check_text(path, text, n)
         pieces = text.split(b"\n>")
         if text[:1] == b">":
             pieces[0] = pieces[0][1:]
         else:
             first = pieces.pop(0)
             if header is not None:
+                if not (ascii_text or first.isascii()):  # non-ASCII is allowed in header lines only
+                    raise _binary_problem(path, n)
                 parts.append(_clean(first))
             elif first.strip():
                 raise InputError(path, "neither FASTA nor FASTQ: text before the first '>' header")
@@ -228,6 +209,8 @@ def _fasta_records(path: Path, stream: BinaryIO) -> Iterator[tuple[str, bytes]]:
                 yield _record_id(path, header, n), record
             n += 1
             header, _, body = piece.partition(b"\n")
+            if not (ascii_text or body.isascii()):
+                raise _binary_problem(path, n)
             parts = [_clean(body)]
     if header is not None:
         yield _record_id(path, header, n), b"".join(parts)

@@ -2,6 +2,7 @@
 
 import json
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -292,3 +293,27 @@ def test_chunk_coordinates_and_the_region_of_a_two_chunk_record(sample, tmp_path
     highest = dict(line.split("\t") for line in (out / "prediction_results_highestscore.csv").read_text().splitlines()[1:])
     assert {k: v == "True" for k, v in highest.items()} == {
         k: c["chunk_call"] == "viral" for k, c in chunks.items() if c["chunk_call"] != "no_prediction"}
+
+
+def test_a_zero_byte_input_is_an_empty_sample_with_a_warning(tmp_path):
+    fasta = tmp_path / "in.fa"
+    fasta.write_bytes(b"")
+    records = tmp_path / "records.tsv"
+    records.write_text("record_id\tlength\tn_chunks\tn_frames\tstatus\n")
+    pred = tmp_path / "Z.shard_00000.predictions.tsv"
+    write_prediction_results(pred, [], np.zeros((0, 2), np.float32))
+    summary = aggregate_sample("Z", [pred], records, fasta, 0.5, tmp_path / "out")
+    assert summary["records"] == 0 and summary["percent_viral"] == 0.0
+    assert "the input file holds no records (empty file)" in summary["warnings"]
+    assert (tmp_path / "out" / "Z.viral.fa").read_text() == ""
+
+
+def test_summary_names_the_users_input_not_the_staged_link(sample, tmp_path, monkeypatch):
+    task = tmp_path / "task"
+    (task / "input").mkdir(parents=True)
+    (task / "input" / "in.fa").symlink_to(sample["fasta"])  # how Nextflow stages --input
+    monkeypatch.chdir(task)
+    monkeypatch.setenv("VIRNUCPRO_STAGED_INPUTS", "1")
+    summary = aggregate_sample("S", sample["predictions"], sample["records"], Path("input/in.fa"), 0.5,
+                               tmp_path / "out")
+    assert summary["inputs"]["input"] == str(sample["fasta"])

@@ -354,3 +354,48 @@ def test_tiny_test_inputs_match_the_golden_records(tmp_path):
         assert list(read_sequences(tmp_path / "fa" / name)) == golden(name), name
     stats = preprocess_file(data / "tiny_reads.fq.gz", 300, tmp_path / "fq")
     assert stats.records == 30 and stats.chunks == 30 and stats.median_length == 150
+
+
+# --- protein input and empty files (issue 15) ---------------------------------------------------------------------
+
+# The issue's fibroin-like repeat: G A S Y V are all nucleotide codes, so only the protein letters around it tell.
+FIBROIN = "GAGAGSGAGAGSGAGAGYGAGVGAGAGS" * 30
+
+
+@pytest.mark.parametrize("letter", list("EFIJLOPQZ*") + ["e", "q"])
+def test_a_protein_letter_stops_the_input_naming_file_and_record(tmp_path, letter):
+    seq = "ACGTRYSWKMBDHVNU" * 5 + letter + "ACGT" * 10
+    (tmp_path / "in.fa").write_text(f">ok\nACGT\n>p1 desc\n{seq}\n")
+    with pytest.raises(InputError) as err:
+        preprocess_file(tmp_path / "in.fa", 300, tmp_path / "out")
+    assert err.value.path == str(tmp_path / "in.fa")
+    assert err.value.problem.startswith(f"record 2 ('p1') looks like a protein sequence, not DNA/RNA: "
+                                        f"'{letter}' at position 81")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.fa"]  # nothing written
+
+
+def test_a_real_protein_file_is_refused(tmp_path):
+    (tmp_path / "prot.faa").write_text(">fib\n" + "MKVLE" + FIBROIN + "\n")
+    with pytest.raises(InputError, match=r"looks like a protein sequence.*letters that are no nucleotide code: E "
+                                         r"L\)"):
+        preprocess_file(tmp_path / "prot.faa", 300, tmp_path / "out")
+
+
+def test_iupac_codes_and_u_stay_accepted(tmp_path):
+    seq = "ACGTURYSWKMBDHVN" * 40
+    (tmp_path / "in.fa").write_text(f">a\n{seq}\n>b\n{seq.lower()}\n")
+    stats = preprocess_file(tmp_path / "in.fa", 300, tmp_path / "out")
+    assert stats.records == 2 and stats.chunks == 2 * 3
+
+
+def test_a_zero_byte_file_is_an_error_unless_allowed(tmp_path, caplog):
+    (tmp_path / "empty.fa").write_bytes(b"")
+    with pytest.raises(InputError, match="empty file"):
+        preprocess_file(tmp_path / "empty.fa", 300, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    with caplog.at_level(logging.WARNING):
+        stats = preprocess_file(tmp_path / "empty.fa", 300, tmp_path / "out", sample="S", allow_empty=True)
+    assert stats.records == 0
+    assert (tmp_path / "out" / "records.tsv").read_text() == RECORDS_HEADER
+    assert all((tmp_path / "out" / f).read_bytes() == b"" for f in OUTPUTS)
+    assert "holds no records (empty file)" in caplog.text

@@ -36,6 +36,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="records shorter than BP bases are not chunked: records.tsv lists them as too_short "
                         "(default 0: keep every record)")
     p.add_argument("--sample", metavar="ID", help="sample name, used in log messages")
+    p.add_argument("--allow-empty", action="store_true",
+                   help="a file without records (0 bytes) gives empty outputs and a warning, not an error (the "
+                        "pipeline's samplesheet runs: one empty sample must not stop the others)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,5 +51,6 @@ def run(args: argparse.Namespace) -> int:
             "chunk length %d matches no published model (trained lengths: %s)",
             args.chunk_length, ", ".join(map(str, CHUNK_LENGTHS)),
         )
-    preprocess_file(args.input, args.chunk_length, args.outdir, sample=args.sample, min_length=args.min_length)
+    preprocess_file(args.input, args.chunk_length, args.outdir, sample=args.sample, min_length=args.min_length,
+                    allow_empty=args.allow_empty)
     return 0

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,10 @@ BATCH_RECORDS = 1 << 16  # records per batch at most (bounds batches of empty or
 MAX_EMPTY_WARNINGS = 10
 PASS_BASES = 1 << 19  # chunk bases identified per NumPy pass: bounds the pass's arrays (~10 bytes per base)
 SHORT_READ_FRACTION = 0.75  # warn when the median record is shorter than this fraction of the chunk length
+
+# Letters that are no nucleotide code (IUPAC: A C G T U R Y S W K M B D H V N) but are amino acids, and the stop
+# '*': a record holding one is protein, and scoring its "frames" would give a meaningless call.
+_PROTEIN_ONLY = re.compile(rb"[EFIJLOPQZefijlopqz*]")
 
 OUTPUT_FILES = ("chunked.fa", "identified_nucleotide.fa", "identified_protein.faa", "records.tsv")
 
@@ -239,13 +244,27 @@ def _chunk_suffix(j: int) -> bytes:
 _SUFFIX = [s.encode("ascii") for s in FRAME_SUFFIXES]
 
 
+def _check_nucleotides(input_path, record_number: int, record_id: str, seq: bytes) -> None:
+    """Refuse a record holding a letter that only a protein has: it would be scored as if it were DNA."""
+    found = _PROTEIN_ONLY.search(seq)
+    if found:
+        letters = sorted({c.decode() for c in _PROTEIN_ONLY.findall(seq[:100_000].upper())})
+        raise InputError(input_path, f"record {record_number} ({record_id!r}) looks like a protein sequence, not "
+                         f"DNA/RNA: {found.group().decode()!r} at position {found.start() + 1} (letters that are "
+                         f"no nucleotide code: {' '.join(letters)}); nucleotides are A C G T U and the IUPAC codes "
+                         "R Y S W K M B D H V N")
+
+
 def preprocess_file(
     input_path: str | os.PathLike, chunk_length: int, outdir: str | os.PathLike, sample: str | None = None,
     min_length: int = 0,
+    allow_empty: bool = False,
 ) -> PreprocessStats:
     """Chunk every record of ``input_path`` (FASTA/FASTQ, plain or compressed) to ``chunk_length`` and keep the
     stop-free frames, writing ``OUTPUT_FILES`` into ``outdir`` atomically. Records shorter than ``min_length``
-    bases are listed in records.tsv as too_short and not chunked. Returns the counts (also logged)."""
+    bases are listed in records.tsv as too_short and not chunked. Returns the counts (also logged).
+    A record with a protein-only letter stops the run (InputError). With ``allow_empty`` a file without records
+    (0 bytes) gives empty outputs and a warning instead of an error."""
     if chunk_length <= 0:
         raise InputError(input_path, f"chunk length must be a positive number of bases, got {chunk_length}")
     if min_length < 0:
@@ -257,9 +276,10 @@ def preprocess_file(
         out = _Writers(tmpdir)
         try:
             batch = _Batch()
-            for record_id, seq in read_raw_sequences(input_path):
+            for record_id, seq in read_raw_sequences(input_path, allow_empty=allow_empty):
                 stats.records += 1
                 if seq:
+                    _check_nucleotides(input_path, stats.records, record_id, seq)
                     lengths.append(len(seq))
                 else:
                     stats.empty_records += 1
@@ -275,6 +295,8 @@ def preprocess_file(
             _flush(batch, chunk_length, out, stats)
         finally:
             out.close()
+    if stats.records == 0:
+        log.warning("%s%s holds no records (empty file): the sample is reported with 0 records", name, input_path)
     stats.median_length = float(np.median(np.frombuffer(lengths, dtype=np.int64))) if len(lengths) else 0.0
     stats.outputs = {f: str(Path(outdir) / f) for f in OUTPUT_FILES}
     log.info(

@@ -28,7 +28,7 @@ from array import array
 from pathlib import Path
 
 from virnucpro import __version__
-from virnucpro.errors import InputError
+from virnucpro.errors import InputError, user_path
 from virnucpro.io.atomic import atomic_output_dir
 from virnucpro.io.seqio import FASTA_LINE_WIDTH, read_sequences, wrap_fasta
 from virnucpro.report import regions, rollup
@@ -139,7 +139,7 @@ def aggregate_sample(sample: str, prediction_paths: list[Path], records_path: Pa
                                              tmp / names["regions_fasta"])
         summary = _summary(sample, threshold, chunk_length, counts, len(preds.ids), names,
                            {"predictions": [str(p) for p in prediction_paths], "records": str(records_path),
-                            "input": str(input_path)}, min_length, region_gap, top)
+                            "input": user_path(input_path)}, min_length, region_gap, top)
         assert n_viral_written == counts.calls["viral"]
         with open(tmp / names["summary"], "w", encoding="utf-8") as fh:
             json.dump(summary, fh, indent=2)
@@ -282,7 +282,8 @@ def _write_viral_fasta(input_path: Path, records_path: Path, viral: dict, out: P
     written = 0
     with open(out, "w", encoding="ascii", newline="\n") as fh, \
             open(regions_out, "w", encoding="ascii", newline="\n") as regions_fh:
-        for index, (record_id, seq) in enumerate(read_sequences(input_path, unique_ids=False)):
+        reader = read_sequences(input_path, unique_ids=False, allow_empty=True)
+        for index, (record_id, seq) in enumerate(reader):
             rec = next(records, None)
             if rec is None or rec.record_id != record_id or rec.length != len(seq):
                 expected = "nothing more" if rec is None else f"{rec.record_id!r} ({rec.length} bp)"
@@ -318,6 +319,8 @@ def _summary(sample, threshold, chunk_length, counts: _Counts, frames, names, in
         warnings.append("chunk length unknown (give --chunk-length): short-read check skipped")
     elif chunk_length not in CHUNK_LENGTHS:
         warnings.append(f"chunk length {chunk_length} matches no published model (300 or 500)")
+    if not n:
+        warnings.append("the input file holds no records (empty file)")
     if n and not scored:
         warnings.append("no record has a frame to score: every record is empty or has stop codons in all frames")
     if status_counts.get("empty"):

@@ -19,6 +19,8 @@ process AGGREGATE {
     tuple val(meta), path("aggregate/${meta.id}.viral_regions.gff3")      , emit: regions_gff
     tuple val(meta), path("aggregate/${meta.id}.viral_regions.bed")       , emit: regions_bed
     tuple val(meta), path("aggregate/${meta.id}.viral_regions.fa")        , emit: regions_fasta
+    // Every file the task wrote, whatever their names: the sample's published folder is built from this.
+    tuple val(meta), path('aggregate/*')                                  , emit: results
     tuple val("${task.process}"), val('virnucpro'), eval('virnucpro --version | cut -d" " -f2'), topic: versions, emit: versions_virnucpro
 
     when:

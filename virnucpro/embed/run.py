@@ -134,6 +134,7 @@ def embed_shard(frames_path, out_path, *, esm_model, dnabert_model, device="auto
                 dedup=True) -> dict:
     from virnucpro.embed import lease as gpu_lease
     from virnucpro.embed.checkpoint import file_sha256
+    from virnucpro.embed.dedup import ShardDedup
     from virnucpro.io.frames import read_frames_tsv
     from virnucpro.models.dnabert import load_tokenizer, open_dnabert
     from virnucpro.models.esm2 import open_esm2
@@ -164,7 +165,10 @@ def embed_shard(frames_path, out_path, *, esm_model, dnabert_model, device="auto
     run = dict(frames=frames, frames_path=frames_path, out_path=out_path, opened=opened, key_parts=key_parts,
                precision=precision, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
                token_budget=token_budget, summary_path=summary_path, workers=workers, t_start=t_start,
-               times=times, compile_cache=cache, dedup=dedup)
+               times=times, compile_cache=cache,
+               # Each distinct sequence embedded once, copied to the rest; worked out before the lease (~2 s for
+               # 400K frames) so the GPU does not wait for it.
+               dups=ShardDedup(frames) if dedup else None)
 
     if device == "cpu":
         with gpu_lease.visible_gpus(""):  # the user asked for the CPU: never touch a GPU
@@ -198,12 +202,12 @@ def _load_models(opened: list, device, dtype):
 
 
 def _embed(*, frames, frames_path, out_path, leased, opened, key_parts, precision, checkpoint_dir, checkpoint_every,
-           token_budget, summary_path, workers, t_start, times, compile_cache, dedup, compile=None,
+           token_budget, summary_path, workers, t_start, times, compile_cache, dups, compile=None,
            release_gpu=None) -> dict:
     import torch
 
     from virnucpro.embed.checkpoint import PartStore, key_from_digests
-    from virnucpro.embed.dedup import FeatureRows, ShardDedup
+    from virnucpro.embed.dedup import FeatureRows
     from virnucpro.embed.engine import EmbeddingEngine, esm2_split_forward
     from virnucpro.embed.packing import SequenceError
     from virnucpro.embed.telemetry import Telemetry
@@ -236,7 +240,6 @@ def _embed(*, frames, frames_path, out_path, leased, opened, key_parts, precisio
     plan = PartStore.plan(len(frames), checkpoint_every)
     starts = {index: start for index, start, _ in plan}
     rows = FeatureRows(len(frames))
-    dups = ShardDedup(frames) if dedup else None  # each distinct sequence embedded once, copied to the rest
     telemetry.dedup = dups.stats if dups else None
     store = None
     write_seconds = 0.0

@@ -23,6 +23,7 @@ COMMANDS = {
     "report": "Write the run's HTML report and MultiQC files.",
     "predict": "Run the whole computation on one machine, without Nextflow.",
     "check-samplesheet": "Validate a samplesheet and list its samples.",
+    "pool-mates": "Pool the two mate files of paired reads into one FASTA, mate ids made unique.",
     "provenance": "Record the model files (sha256, size, path), precision and chunk length of a run.",
     "make-test-models": "Write tiny random-weight models in the real file formats.",
 }

@@ -137,7 +137,8 @@ def validateParameters(Map given, schema) {
     }
     definitions.each { name, definition ->
         def value = given[name]
-        if (value == null || value == '') {
+        // Not `value == ''`: Groovy compares a memory or duration value (max_memory = 224.GB) by converting ''.
+        if (value == null || (value instanceof CharSequence && value.toString().isEmpty())) {
             if (definition.required) {
                 problems << "--${name} is required: ${definition.description}".toString()
             }

@@ -23,7 +23,8 @@ run() {  # run NAME DIR ARGS...: one pipeline run in its own folder, timed
     || { tail -40 "$out/$name.log" >&2; echo "test_image.sh: the $name run failed (log: $out/$name.log)" >&2; exit 1; }
   echo "test_image.sh: $name run: $(( $(date +%s) - start )) s"
 }
-run venv "$repo" -profile test
+# VENV_OUTDIR: the --outdir of an earlier `-profile test` venv run of the same commit, instead of a new one.
+if [ -n "${VENV_OUTDIR:-}" ]; then ln -sfn "$(cd "$VENV_OUTDIR" && pwd)" "$out/venv"; else run venv "$repo" -profile test; fi
 # No venv anywhere on the way: the clone has none, and the launcher would not look outside it.
 run podman "$out/clone" -profile test,podman -c "$repo/tools/image/podman-runc.config"
 

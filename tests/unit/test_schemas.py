@@ -1,4 +1,4 @@
-"""nextflow_schema.json and assets/schema_input.json are valid JSON Schema draft 2020-12 and agree with each other."""
+"""The schemas are valid JSON Schema draft 2020-12 and agree with each other; the image tag is the version."""
 
 import json
 from pathlib import Path
@@ -36,3 +36,14 @@ def test_samplesheet_schema_accepts_what_check_samplesheet_accepts():
                 {"sample": "a", "fastq_2": "r2.fq"}, {"sample": "report", "fasta": "x.fa"},
                 {"sample": "a", "fasta": "x.fa", "id": "z"}, {"sample": "a b", "fasta": "x.fa"}):
         assert list(validator.iter_errors([bad])), bad
+
+
+def test_image_tag_is_the_pipeline_version():
+    """process.container, manifest.version and the package version name one release."""
+    import re
+
+    from virnucpro import __version__
+
+    config = (REPO / "nextflow.config").read_text()
+    assert re.search(r"^\s*version\s*=\s*'([^']+)'", config, re.M).group(1) == __version__
+    assert re.search(r"^process\.container = '([^']+)'", config, re.M).group(1) == f"virnucpro:{__version__}"

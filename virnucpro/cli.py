@@ -24,7 +24,8 @@ COMMANDS = {
     "predict": "Run the whole computation on one machine, without Nextflow.",
     "check-samplesheet": "Validate a samplesheet and list its samples.",
     "pool-mates": "Pool the two mate files of paired reads into one FASTA, mate ids made unique.",
-    "provenance": "Record the model files (sha256, size, path), precision and chunk length of a run.",
+    "provenance": "Check the models, then record their files (sha256, size, path), precision and chunk length.",
+    "check-models": "Check that the model files are readable and fit together (widths, chunk length).",
     "make-test-models": "Write tiny random-weight models in the real file formats.",
 }
 

@@ -1,7 +1,8 @@
 /*
  * VIRNUCPRO: per sample [POOL_MATES, paired reads only] -> PREPROCESS -> SHARD -> EMBED (per shard, GPU) -> CLASSIFY
  * (per shard) -> AGGREGATE, then one REPORT over all samples and MULTIQC over the report's MultiQC files and the
- * software versions, with PROVENANCE (model checksums, precision) once per run. Shards are
+ * software versions, with PROVENANCE (model checks and checksums, precision) once per run, before any EMBED: EMBED
+ * takes its record, so a wrong model stops the run before GPU work. Shards are
  * contiguous slices of a sample's frames, so putting the shard predictions back in shard-name order restores
  * input order; AGGREGATE gets the shard TSVs too and checks that.
  */
@@ -50,7 +51,7 @@ workflow VIRNUCPRO {
         shards.collect { shard -> [meta + [shard: shard.baseName, n_shards: shards.size()], shard] }
     }
 
-    EMBED(ch_shards, esm_model, dnabert_model, checkpoint_dir)
+    EMBED(ch_shards, esm_model, dnabert_model, checkpoint_dir, PROVENANCE.out.provenance)
 
     CLASSIFY(EMBED.out.features, classifier)
 

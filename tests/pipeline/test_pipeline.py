@@ -458,3 +458,19 @@ def test_schema_documents_every_config_parameter(tmp_path):
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-v"]))
+
+
+def test_a_classifier_that_does_not_fit_stops_the_run_before_any_embed(tmp_path):
+    """PROVENANCE checks the models first: one line per problem, and no EMBED task is ever started."""
+    from virnucpro.models.tiny import _TrainPyMLP, save_as_main_class
+
+    wrong = tmp_path / "classifier_wide.pth"
+    save_as_main_class(_TrainPyMLP(99, 16, 2).eval(), "MLPClassifier", wrong)
+    outdir = tmp_path / "results"
+    result = run_nextflow(["-profile", "test", "--outdir", str(outdir), "--classifier", str(wrong)], tmp_path,
+                          timeout=600)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-4000:]
+    problems = [line for line in output.splitlines() if line.strip().startswith("virnucpro: error:")]
+    assert problems and all("input width 99" in p for p in problems), output[-4000:]
+    assert "Submitted process > VIRNUCPRO:EMBED" not in output

@@ -37,13 +37,17 @@ def run(args) -> int:
     from virnucpro.errors import InputError
     from virnucpro.io.features import load_features
     from virnucpro.io.frames import read_frame_pair, write_frames_tsv
+    from virnucpro.models.check import check_models, print_problems
     from virnucpro.models.classifier import load_classifier
     from virnucpro.preprocess.run import preprocess_file
     from virnucpro.report.aggregate import aggregate_sample
 
     if not args.input.is_file():
         raise InputError(args.input, "file not found")
-    # Load the classifier first: a wrong file should fail before minutes of embedding.
+    # Every model problem, one line each, before minutes of embedding (the pipeline's PROVENANCE step does the same).
+    check = check_models(args.esm_model, args.dnabert_model, args.classifier, args.chunk_length)
+    if not check.ok:
+        return print_problems(check)
     classifier = load_classifier(args.classifier)
     work = args.outdir / "intermediate"
     pre = work / "preprocess"

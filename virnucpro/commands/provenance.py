@@ -1,8 +1,11 @@
-"""`virnucpro provenance`: which model files a run used (sha256, size, resolved path), at which precision.
+"""`virnucpro provenance`: check the run's models, then record which files they are (sha256, size, path).
 
-The pipeline's PROVENANCE task writes this into <outdir>/pipeline_info/model_provenance.json, and the report shows
-it. Hashes come from the embed checkpoint's hash cache (virnucpro.embed.checkpoint), so a 6 GB ESM-2 file is read
-once per (path, size, mtime), and the per-model sha256 is the same digest the checkpoint keys use.
+The pipeline's PROVENANCE task runs this once per run, before any EMBED task: it first runs the model checks of
+virnucpro.models.check (one error line per problem, exit 2, no JSON written), then writes
+<outdir>/pipeline_info/model_provenance.json, which the report shows and every EMBED task reads for its checkpoint
+key (`virnucpro embed --model-check`), so the models are hashed once per run, not once per task. Hashes come from
+the embed checkpoint's hash cache (virnucpro.embed.checkpoint), so a 6 GB ESM-2 file is read once per (path, size,
+mtime), and the per-model sha256 is the same digest the checkpoint keys use.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-HELP = "Record the model files (sha256, size, path), precision and chunk length of a run."
+HELP = "Check the models, then record their files (sha256, size, path), precision and chunk length."
 
 PRECISIONS = ("fp16", "fp32")
 CHUNK_LENGTHS = (300, 500)
@@ -76,6 +79,7 @@ def describe_model(path: Path, cache_dir: Path) -> dict:
         "name": member.name if resolved.is_file() else member.relative_to(resolved).as_posix(),
         "path": os.path.realpath(member),
         "size": member.stat().st_size,
+        "mtime_ns": member.stat().st_mtime_ns,  # lets an EMBED task tell the file is unchanged since hashed
         "sha256": cached_sha256(member, cache_dir),
     } for member in members]
     return {
@@ -102,13 +106,18 @@ def provenance(models: dict[str, Path], precision: str, chunk_length: int, cache
 
 def run(args: argparse.Namespace) -> int:
     from virnucpro.io.atomic import atomic_write_text
+    from virnucpro.models.check import check_models, print_problems
 
+    check = check_models(args.esm_model, args.dnabert_model, args.classifier, args.chunk_length)
+    if not check.ok:
+        return print_problems(check)
     models = {role: getattr(args, attr) for role, (attr, _) in MODELS.items()}
     if args.cache_dir is not None:
         record = provenance(models, args.precision, args.chunk_length, args.cache_dir)
     else:
         with tempfile.TemporaryDirectory(prefix="virnucpro-hash-") as scratch:
             record = provenance(models, args.precision, args.chunk_length, Path(scratch))
+    record["checks"] = check.facts
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out, json.dumps(record, indent=2) + "\n")
     tests = [m["name"] for m in record["models"].values() if m["test_model"]]

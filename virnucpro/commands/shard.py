@@ -10,23 +10,44 @@ from virnucpro.errors import InputError
 HELP = "Split a sample's frames into token-balanced shards."
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    from virnucpro.embed.shard import DEFAULT_SHARD_TOKENS
+def _positive_or_auto(text: str) -> int | None:
+    if text == "auto":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number or 'auto', got {text!r}") from None
 
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nucleotide", required=True, type=Path, help="frames' nucleotides (identified_nucleotide.fa)")
     p.add_argument("--protein", required=True, type=Path, help="frames' proteins (identified_protein.faa)")
     p.add_argument("--outdir", required=True, type=Path, help="where shard_00000.tsv … and manifest.tsv go")
-    p.add_argument("--shard-tokens", type=int, default=DEFAULT_SHARD_TOKENS, metavar="N",
-                   help=f"tokens per shard, ESM-2 plus DNABERT-S (default {DEFAULT_SHARD_TOKENS:,}; "
-                        "smaller: more parallel tasks and finer -resume, larger: less per-task model loading)")
+    p.add_argument("--shard-tokens", type=_positive_or_auto, default=None, metavar="N|auto",
+                   help="tokens per shard, ESM-2 plus DNABERT-S (default auto: from the sample's tokens and the "
+                        "GPUs, docs/scaling.md; smaller: more parallel tasks, larger: less per-task overhead)")
+    p.add_argument("--num-gpus", type=_positive_or_auto, default=None, metavar="N|auto",
+                   help="GPUs the embed tasks will share, for auto sizing (default auto: as the GPU lease sees "
+                        "them from here; 1 on the CPU or in a SLURM job without GPUs)")
+    p.add_argument("--gpus", metavar="IDS", help="the embed step's --gpus (e.g. 0,1), counted when --num-gpus is auto")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="the embed step's --device: cpu counts as one GPU")
 
 
 def run(args: argparse.Namespace) -> int:
-    from virnucpro.embed.shard import split_frames
+    from virnucpro.embed.shard import auto_shard_tokens, frame_stats, gpus_for_sizing, split_frames
     from virnucpro.io.frames import read_frame_pair
 
-    if args.shard_tokens < 1:
+    if args.shard_tokens is not None and args.shard_tokens < 1:
         raise InputError("--shard-tokens", f"must be a positive number of tokens, got {args.shard_tokens}")
-    shards = split_frames(read_frame_pair(args.nucleotide, args.protein), args.outdir, args.shard_tokens)
-    print(f"{len(shards)} shard(s) in {args.outdir}")
+    if args.num_gpus is not None and args.num_gpus < 1:
+        raise InputError("--num-gpus", f"must be at least 1, got {args.num_gpus}")
+    budget, how = args.shard_tokens, "--shard-tokens"
+    if budget is None:
+        gpus, source = (args.num_gpus, "--num-gpus") if args.num_gpus else gpus_for_sizing(args.device, args.gpus)
+        stats = frame_stats(read_frame_pair(args.nucleotide, args.protein))  # a first pass: totals only
+        budget = auto_shard_tokens(stats, gpus)
+        how = (f"auto: {stats.frames:,} frames, {stats.tokens:,} tokens, {gpus} GPU(s) from {source}")
+    shards = split_frames(read_frame_pair(args.nucleotide, args.protein), args.outdir, budget)
+    print(f"{len(shards)} shard(s) of at most {budget:,} tokens in {args.outdir} ({how})")
     return 0

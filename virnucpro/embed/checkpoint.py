@@ -55,9 +55,8 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 def cached_sha256(path: str | os.PathLike, cache_dir: str | os.PathLike) -> str:
     """sha256 of a big file (a 6 GB ESM-2 checkpoint takes ~10 s), remembered by (path, size, mtime)."""
-    real = os.path.realpath(path)
-    st = os.stat(real)
-    entry = {"path": real, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    entry = file_stat(path)
+    real = entry["path"]
     cache = Path(cache_dir) / ".hash-cache" / (hashlib.sha256(real.encode()).hexdigest()[:24] + ".json")
     try:
         saved = json.loads(cache.read_text())
@@ -94,12 +93,45 @@ def shard_key(
     `settings` must hold every option that changes the numbers (precision, model ids, attention kernel…) and
     nothing that does not (batch size, checkpoint interval, GPU id), or parts would be needlessly recomputed.
     """
+    digests = {name: model_checksum(p, cache_dir) for name, p in models.items()}
+    return key_from_digests(file_sha256(shard_file), digests, settings)
+
+
+def key_from_digests(shard_sha256: str, model_digests: Mapping[str, str], settings: Mapping[str, object]) -> dict:
+    """`shard_key` from checksums already known (the run's model check hashed the models once for all tasks)."""
     return {
-        "shard_sha256": file_sha256(shard_file),
-        "models": {name: model_checksum(p, cache_dir) for name, p in sorted(models.items())},
+        "shard_sha256": shard_sha256,
+        "models": dict(sorted(model_digests.items())),
         "settings": dict(sorted(settings.items())),
         "virnucpro": __version__,
     }
+
+
+def file_stat(path: str | os.PathLike) -> dict:
+    """What says a file is still the one that was hashed: resolved path, size, modification time."""
+    real = os.path.realpath(path)
+    st = os.stat(real)
+    return {"path": real, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def checksum_from_record(path: str | os.PathLike, entry: Mapping, record_path) -> str:
+    """The model checksum a model-check record (`virnucpro provenance` JSON) holds for `path`, after checking
+    that the record describes these very files, unchanged since (resolved path, size, mtime of each)."""
+    real = os.path.realpath(path)
+    if entry.get("path") != real:
+        raise InputError(record_path, f"records the model {entry.get('path')!r}, but this task was given {real!r}")
+    files = entry.get("files")
+    if not isinstance(files, list) or not files or not isinstance(entry.get("sha256"), str):
+        raise InputError(record_path, f"no checksum recorded for {real}")
+    for f in files:
+        try:
+            now = file_stat(f["path"])
+        except (OSError, KeyError, TypeError):
+            raise InputError(record_path, f"the checked model file {f.get('path')!r} is gone") from None
+        if (now["size"], now["mtime_ns"]) != (f.get("size"), f.get("mtime_ns")):
+            raise InputError(now["path"], "changed since the run's model check (size or modification time "
+                                          "differs): check the models again")
+    return entry["sha256"]
 
 
 def key_digest(key: Mapping) -> str:

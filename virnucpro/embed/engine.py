@@ -31,7 +31,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -141,10 +141,13 @@ class LoaderPool:
 
 
 class _PartBuffer:
-    def __init__(self, ids: list[str], widths: list[int]):
+    def __init__(self, ids: list[str], widths: list[int], skipped: Mapping[int, np.ndarray] | None = None):
         self.ids = ids
         self.arrays = [np.empty((len(ids), w), dtype=np.float32) for w in widths]
         self.filled = [np.zeros(len(ids), dtype=bool) for _ in widths]
+        for e, rows in (skipped or {}).items():  # rows the caller fills (copies): zero until it does
+            self.arrays[e][rows] = 0.0
+            self.filled[e][rows] = True
 
 
 class _Writer(threading.Thread):
@@ -286,17 +289,28 @@ class EmbeddingEngine:
 
     # -- main loop -----------------------------------------------------------------------------------------
     def embed_parts(self, parts: Sequence[Sequence[Any]], on_part: Callable[[int, Features], None],
-                    part_indices: Sequence[int] | None = None) -> None:
+                    part_indices: Sequence[int] | None = None,
+                    compute: Sequence[Mapping[str, np.ndarray] | None] | None = None) -> None:
         """Embed each part (a sequence of frames with .id/.nucleotide/.protein); `on_part(index, Features)` is
-        called from the writer thread for each finished part, in order. Returns once every part is handed over."""
+        called from the writer thread for each finished part, in order. Returns once every part is handed over.
+
+        `compute[k][field]`, a bool mask over part k's frames, limits that encoder to the rows marked True; the
+        other rows of that field are left for the caller to fill in `on_part` (embed/dedup.py copies them)."""
         part_indices = list(part_indices) if part_indices is not None else list(range(len(parts)))
-        tasks = []  # (part index, encoder index, row offset, sequences); a part's tasks end with a marker
-        for index, frames in zip(part_indices, parts):
-            tasks.append(("part", index, [f.id for f in frames]))
+        compute = list(compute) if compute is not None else [None] * len(parts)
+        tasks = []  # (part index, encoder index, rows, sequences); a part's tasks end with a marker
+        for index, frames, masks in zip(part_indices, parts, compute):
+            skipped = {}
+            tasks.append(("part", index, [f.id for f in frames], skipped))
             for e, enc in enumerate(self.encoders):
-                seqs = [getattr(f, enc.field) for f in frames]
+                mask = (masks or {}).get(enc.field)
+                rows = np.arange(len(frames)) if mask is None else np.flatnonzero(mask)
+                if mask is not None:
+                    skipped[e] = ~np.asarray(mask, dtype=bool)
+                seqs = [getattr(frames[r], enc.field) for r in rows]
                 for off in range(0, len(seqs), TASK_SEQUENCES):
-                    tasks.append(("pack", index, e, off, seqs[off: off + TASK_SEQUENCES]))
+                    chunk = slice(off, off + TASK_SEQUENCES)
+                    tasks.append(("pack", index, e, rows[chunk], seqs[chunk]))
             tasks.append(("done", index))
 
         writer = _Writer(self, on_part, self.in_flight)
@@ -311,9 +325,10 @@ class EmbeddingEngine:
                 if task is None:
                     return
                 if task[0] == "pack":
-                    _, index, e, off, seqs = task
-                    handle = self.loader.submit(e, off, seqs, self.budgets[e], self.encoders[e].pool)
-                    pending.append(("pack", index, e, handle))
+                    _, index, e, rows, seqs = task
+                    handle = self.loader.submit(e, int(rows[0]) if len(rows) else 0, seqs, self.budgets[e],
+                                                self.encoders[e].pool)
+                    pending.append(("pack", index, e, rows, handle))
                 else:
                     pending.append(task)
 
@@ -322,17 +337,19 @@ class EmbeddingEngine:
             while pending:
                 item = pending.popleft()
                 if item[0] == "part":
-                    _, index, ids = item
-                    writer.put(("part", index, _PartBuffer(ids, self.widths)))
+                    _, index, ids, skipped = item
+                    writer.put(("part", index, _PartBuffer(ids, self.widths, skipped)))
                 elif item[0] == "done":
                     writer.put(("done", item[1]))
                 else:
-                    _, index, e, handle = item
+                    _, index, e, rows, handle = item
                     t0 = time.perf_counter()
                     batches = handle.get()
                     self.telemetry.loader_wait_s += time.perf_counter() - t0
                     refill()
+                    first = int(rows[0]) if len(rows) else 0
                     for batch in batches:
+                        batch.rows = rows[batch.rows - first]  # positions among the computed rows -> part rows
                         self._run_batch(writer, index, e, batch)
                 refill()
             writer.put(("stop",))
@@ -441,10 +458,20 @@ class _CompiledOrEager:
         self.fn = fn
         self.compiled = torch.compile(fn, dynamic=True)
         self.works: bool | None = None
+        self.first_call_seconds = 0.0  # tracing + Inductor/Triton compile (or cache load) + one launch
 
     def __call__(self, *args):
         if self.works is False:
             return self.fn(*args)
+        if self.works is None:
+            start = time.perf_counter()
+            try:
+                return self._call(*args)
+            finally:
+                self.first_call_seconds = time.perf_counter() - start
+        return self._call(*args)
+
+    def _call(self, *args):
         try:
             out = self.compiled(*args)
         except torch.OutOfMemoryError:
@@ -481,4 +508,6 @@ def esm2_split_forward(model, compile: bool = True):
             x = attn_out(layer, x, varlen_attention(q, k, v, cu_seqlens, max_seqlen, scale=1.0))
         return model.final_norm(x)
 
+    # The compile's cost for the task summary: what the first calls took (the first batch compiles both).
+    forward_packed.compile_seconds = lambda: sum(getattr(f, "first_call_seconds", 0.0) for f in (attn_in, attn_out))
     return forward_packed

@@ -2,6 +2,12 @@
 
 The order matters: the GPU lease sets CUDA_VISIBLE_DEVICES, so it is taken before anything initialises CUDA;
 the loader workers are spawned with CUDA hidden; only then are the models moved to the device.
+
+Before the lease comes everything that needs neither a GPU nor the weights in memory: reading the frames, the
+checkpoint key (model checksums from the run's model check, else hashed here), opening both checkpoints (their
+names and shapes; the tensors stay memory-mapped, unread) and the tokenizer. A task queued for a GPU therefore
+holds no model in host memory. After the lease the weights go from the file to the GPU tensor by tensor in the
+compute dtype (no fp32 host copy), which is quick enough to do there.
 """
 
 from __future__ import annotations
@@ -10,7 +16,9 @@ import json
 import logging
 import os
 import platform
+import resource
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -21,6 +29,9 @@ log = logging.getLogger("virnucpro.embed")
 
 PRECISIONS = ("fp16", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
+# Inductor keeps its FX-graph and AOTAutograd caches here and, by default, Triton's kernels under triton/<device>.
+COMPILE_CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
+POOLING = "esm:residues<=1024,dnabert:all"
 
 
 class EsmTokenize:
@@ -50,17 +61,6 @@ class DnabertTokenize:
         return [np.asarray(e.ids, dtype=np.int32) for e in self.tokenizer.encode_batch(list(seqs))]
 
 
-def _cast_parameters(model, device, dtype):
-    """Parameters to `dtype`, then to the device (so the fp32 copy never sits on the GPU); buffers (rotary
-    inv_freq, ALiBi slopes) stay fp32 for exact positions."""
-    import torch
-
-    with torch.no_grad():
-        for p in model.parameters():
-            p.data = p.data.to(dtype)
-    return model.to(device).eval()
-
-
 def default_workers(cuda: bool) -> int:
     if not cuda:
         return 0  # the CPU is busy with the models; tokenising in-process costs nothing extra there
@@ -82,14 +82,60 @@ def checkpoint_key(frames_path, esm_path, dnabert_path, precision: str, checkpoi
     from virnucpro.embed.checkpoint import shard_key
 
     return shard_key(frames_path, {"esm2": esm_path, "dnabert_s": dnabert_path},
-                     {"precision": precision, "pooling": "esm:residues<=1024,dnabert:all"}, checkpoint_dir)
+                     {"precision": precision, "pooling": POOLING}, checkpoint_dir)
+
+
+def model_digests(esm_path, dnabert_path, cache_dir, model_check=None) -> dict[str, str]:
+    """The two models' checksums for the checkpoint key: from the run's model-check record when given (hashed
+    once per run by `virnucpro provenance`), else hashed here through the hash cache in `cache_dir`."""
+    from virnucpro.embed.checkpoint import checksum_from_record, model_checksum
+
+    paths = {"esm2": (esm_path, "esm"), "dnabert_s": (dnabert_path, "dnabert")}
+    if model_check is None:
+        return {name: model_checksum(path, cache_dir) for name, (path, _) in paths.items()}
+    try:
+        record = json.loads(Path(model_check).read_text(encoding="utf-8"))
+        models = record["models"]
+        return {name: checksum_from_record(path, models[role], model_check) for name, (path, role) in paths.items()}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(model_check, f"not a readable model-check record ({type(exc).__name__}: {exc})") from None
+
+
+def use_compile_cache(directory) -> str | None:
+    """Point torch.compile's on-disk caches at `directory`, shared by every task of a run, so only the first task
+    pays the full compile. TORCHINDUCTOR_CACHE_DIR set by the user wins. Concurrent tasks are safe: Inductor and
+    Triton write each cache entry to a temporary file and rename it into place, and entries are keyed by
+    everything that changes the code (graph, torch version, device), so readers see whole entries only.
+    Call it before torch._dynamo or torch._inductor is imported: importing them writes torch's default into
+    the variable (embed_shard calls it before they are)."""
+    if directory is not None and COMPILE_CACHE_ENV not in os.environ:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        os.environ[COMPILE_CACHE_ENV] = os.path.abspath(directory)
+    return os.environ.get(COMPILE_CACHE_ENV)
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident set size (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def current_rss_bytes() -> int | None:
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def embed_shard(frames_path, out_path, *, esm_model, dnabert_model, device="auto", precision="fp16",
                 checkpoint_dir=None, checkpoint_every=10000, gpus=None, lease_dir=None, token_budget=None,
-                summary_path=None, workers=None, compile=None) -> dict:
+                summary_path=None, workers=None, compile=None, model_check=None, compile_cache=None,
+                dedup=True) -> dict:
     from virnucpro.embed import lease as gpu_lease
+    from virnucpro.embed.checkpoint import file_sha256
     from virnucpro.io.frames import read_frames_tsv
+    from virnucpro.models.dnabert import load_tokenizer, open_dnabert
+    from virnucpro.models.esm2 import open_esm2
 
     if precision not in PRECISIONS:
         raise InputError("--precision", f"must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -102,37 +148,58 @@ def embed_shard(frames_path, out_path, *, esm_model, dnabert_model, device="auto
     t_start = time.perf_counter()
     frames = list(read_frames_tsv(frames_path))
     log.info("%s: %d frames", frames_path, len(frames))
-    # Everything that needs no GPU happens before the lease: while this task reads weights from disk and hashes
-    # them for its checkpoint key, another task keeps the GPU busy.
-    models = _load_models(esm_model, dnabert_model)
-    key = checkpoint_key(frames_path, esm_model, dnabert_model, precision, checkpoint_dir) if checkpoint_dir else None
+    times = {"model_checksum_seconds": 0.0, "lease_wait_seconds": 0.0}
+    t = time.perf_counter()
+    # Names and shapes only (a wrong file fails here, before any hashing or GPU); the tensors stay unread.
+    opened = [open_esm2(esm_model), open_dnabert(dnabert_model), load_tokenizer(dnabert_model)]
+    times["model_open_seconds"] = time.perf_counter() - t
+    key_parts = None
+    if checkpoint_dir:
+        t = time.perf_counter()
+        digests = model_digests(esm_model, dnabert_model, checkpoint_dir, model_check)
+        times["model_checksum_seconds"] = time.perf_counter() - t
+        key_parts = (file_sha256(frames_path), digests)
+    cache = use_compile_cache(compile_cache)
+    run = dict(frames=frames, frames_path=frames_path, out_path=out_path, opened=opened, key_parts=key_parts,
+               precision=precision, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
+               token_budget=token_budget, summary_path=summary_path, workers=workers, t_start=t_start,
+               times=times, compile_cache=cache, dedup=dedup)
 
     if device == "cpu":
         with gpu_lease.visible_gpus(""):  # the user asked for the CPU: never touch a GPU
-            return _embed(frames, frames_path, out_path, None, models, key, esm_model, dnabert_model, precision,
-                          checkpoint_dir, checkpoint_every, token_budget, summary_path, workers, t_start, False)
+            return _embed(leased=None, compile=False, **run)
+    times["host_rss_at_lease_bytes"] = current_rss_bytes()
+    t = time.perf_counter()
     with gpu_lease.acquire_gpu(lease_dir or gpu_lease.DEFAULT_LEASE_DIR, gpus) as leased:
+        times["lease_wait_seconds"] = time.perf_counter() - t
         if leased is None and device == "cuda":
             raise InputError("--device", "cuda was asked for but no GPU is available to this task")
-        return _embed(frames, frames_path, out_path, leased, models, key, esm_model, dnabert_model, precision,
-                      checkpoint_dir, checkpoint_every, token_budget, summary_path, workers, t_start, compile)
+        return _embed(leased=leased, compile=compile, **run)
 
 
-def _load_models(esm_path, dnabert_path):
-    """Both encoders and the tokenizer, in fp32 on the CPU (CUDA untouched), and the seconds it took."""
-    from virnucpro.models.dnabert import load_dnabert, load_tokenizer
-    from virnucpro.models.esm2 import load_esm2
-
-    t_load = time.perf_counter()
-    esm, dnabert, tokenizer = load_esm2(esm_path), load_dnabert(dnabert_path), load_tokenizer(dnabert_path)
-    return esm, dnabert, tokenizer, time.perf_counter() - t_load
-
-
-def _embed(frames, frames_path, out_path, leased, models, key, esm_path, dnabert_path, precision, checkpoint_dir,
-           checkpoint_every, token_budget, summary_path, workers, t_start, compile=None) -> dict:
+def _load_models(opened: list, device, dtype):
+    """Both encoders built from their opened checkpoints straight onto `device` in `dtype`. Empties `opened`: once
+    the weights are on the GPU nothing refers to the file mapping any more, so its pages leave this process."""
     import torch
 
-    from virnucpro.embed.checkpoint import PartStore
+    from virnucpro.models.dnabert import build_dnabert
+    from virnucpro.models.esm2 import build_esm2
+
+    esm_ckpt, dnabert_ckpt, tokenizer = opened
+    opened.clear()
+    t = time.perf_counter()
+    esm, dnabert = build_esm2(esm_ckpt, device, dtype), build_dnabert(dnabert_ckpt, device, dtype)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)  # host-to-device copies finish inside the timed load
+    return esm, dnabert, tokenizer, time.perf_counter() - t
+
+
+def _embed(*, frames, frames_path, out_path, leased, opened, key_parts, precision, checkpoint_dir, checkpoint_every,
+           token_budget, summary_path, workers, t_start, times, compile_cache, dedup, compile=None) -> dict:
+    import torch
+
+    from virnucpro.embed.checkpoint import PartStore, key_from_digests
+    from virnucpro.embed.dedup import FeatureRows, ShardDedup
     from virnucpro.embed.engine import EmbeddingEngine, esm2_split_forward
     from virnucpro.embed.packing import SequenceError
     from virnucpro.embed.telemetry import Telemetry
@@ -151,13 +218,9 @@ def _embed(frames, frames_path, out_path, leased, models, key, esm_path, dnabert
 
     # CUDA starts here, after the lease pinned CUDA_VISIBLE_DEVICES; the engine's loader workers are spawned
     # later with CUDA_VISIBLE_DEVICES="" and never see the GPU (SAFE-01/02).
-    t_load = time.perf_counter()
-    esm, dnabert, tokenizer, read_seconds = models
-    test_models = bool(esm.is_test_model or dnabert.is_test_model)
     dev = torch.device("cuda:0" if cuda else "cpu")
-    esm = _cast_parameters(esm, dev, dtype)
-    dnabert = _cast_parameters(dnabert, dev, dtype)
-    load_seconds = read_seconds + time.perf_counter() - t_load
+    esm, dnabert, tokenizer, load_seconds = _load_models(opened, dev, dtype)
+    test_models = bool(esm.is_test_model or dnabert.is_test_model)
     # torch.compile fuses ESM-2's elementwise work (~1.5x); the fp32 validation path stays eager.
     compile = (cuda and effective == "fp16") if compile is None else (compile and cuda)
     if compile:
@@ -167,11 +230,15 @@ def _embed(frames, frames_path, out_path, leased, models, key, esm_path, dnabert
 
     telemetry = Telemetry(total_frames=len(frames), progress_every_s=30.0)
     plan = PartStore.plan(len(frames), checkpoint_every)
-    results: dict[int, Features] = {}
+    starts = {index: start for index, start, _ in plan}
+    rows = FeatureRows(len(frames))
+    dups = ShardDedup(frames) if dedup else None  # each distinct sequence embedded once, copied to the rest
+    telemetry.dedup = dups.stats if dups else None
     store = None
+    write_seconds = 0.0
     if checkpoint_dir:
-        if effective != precision:  # the key was made before the lease, for the precision asked for
-            key = checkpoint_key(frames_path, esm_path, dnabert_path, effective, checkpoint_dir)
+        # The checksums were taken before the lease; the precision is the one actually computed.
+        key = key_from_digests(*key_parts, {"precision": effective, "pooling": POOLING})
         store = PartStore(checkpoint_dir, key).__enter__()
     try:
         todo = []
@@ -179,7 +246,7 @@ def _embed(frames, frames_path, out_path, leased, models, key, esm_path, dnabert
             ids = [f.id for f in frames[start:end]]
             feats = store.load_valid(index, ids) if store is not None else None
             if feats is not None:
-                results[index] = feats
+                rows.put(start, feats)
                 telemetry.add_frames_skipped(len(ids))
             else:
                 todo.append((index, start, end))
@@ -187,28 +254,39 @@ def _embed(frames, frames_path, out_path, leased, models, key, esm_path, dnabert
             log.info("reusing %d of %d checkpoint parts", len(plan) - len(todo), len(plan))
 
         def on_part(index, feats):
+            nonlocal write_seconds
+            if dups is not None:
+                feats = dups.complete(starts[index], feats, rows)
+                telemetry.add_sequences_copied(dups.copies_in(starts[index], starts[index] + len(feats)))
+            t = time.perf_counter()
             if store is not None:
                 store.write(index, feats)
-            results[index] = feats
+            rows.put(starts[index], feats)
+            write_seconds += time.perf_counter() - t
 
         encoders = build_encoders(esm, dnabert, tokenizer, token_budget)
         with EmbeddingEngine(encoders, dev, workers=workers, telemetry=telemetry) as engine:
+            t_compute = time.perf_counter()
             if todo:
                 try:
                     engine.embed_parts([frames[s:e] for _, s, e in todo], on_part,
-                                       part_indices=[i for i, _, _ in todo])
+                                       part_indices=[i for i, _, _ in todo],
+                                       compute=[dups.compute_masks(s, e) for _, s, e in todo] if dups else None)
                 except SequenceError as exc:
                     raise InputError(frames_path, str(exc)) from None
+            compute_seconds = time.perf_counter() - t_compute
             budgets = dict(zip([e.field for e in encoders], engine.budgets))
         telemetry.log_progress()
         if plan:
-            final = Features.concat([results[i] for i, _, _ in plan])
+            final = rows.features()
         else:
             final = Features([], np.zeros((0, dnabert.hidden_size), np.float32),
                              np.zeros((0, esm.embed_dim), np.float32))
         if final.ids != [f.id for f in frames]:
             raise RuntimeError("embedded rows do not match the shard's frames")  # never write a wrong file
+        t = time.perf_counter()
         save_features(out_path, final)
+        write_seconds += time.perf_counter() - t
         if store is not None:
             store.remove()
             store = None
@@ -227,7 +305,18 @@ def _embed(frames, frames_path, out_path, leased, models, key, esm_path, dnabert
         "token_budget": budgets,
         "workers": workers,
         "compiled_esm": bool(compile),
-        "model_load_seconds": round(load_seconds, 3),
+        "compile_cache": compile_cache if compile else None,
+        # Fixed cost and phases of this task (docs/output.md): opening + building the models, hashing them (0
+        # when the run's model check supplied the checksums), waiting for a GPU, compiling (first calls of the
+        # compiled functions), the part loop (compute, compile included), writing parts and the output.
+        "model_load_seconds": round(times["model_open_seconds"] + load_seconds, 3),
+        "model_checksum_seconds": round(times["model_checksum_seconds"], 3),
+        "lease_wait_seconds": round(times["lease_wait_seconds"], 3),
+        "compile_seconds": round(getattr(esm.forward_packed, "compile_seconds", lambda: 0.0)(), 3),
+        "compute_seconds": round(compute_seconds, 3),
+        "write_seconds": round(write_seconds, 3),
+        "peak_host_rss_bytes": peak_rss_bytes(),
+        "host_rss_at_lease_bytes": times.get("host_rss_at_lease_bytes"),
         "total_seconds": round(time.perf_counter() - t_start, 3),
         "parts": len(plan),
         "parts_reused": len(plan) - len(todo),

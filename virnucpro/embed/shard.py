@@ -9,16 +9,20 @@ input always gives the same shards, and concatenating the shards in order gives 
 Shards outnumbering GPUs is the normal case: each embed task leases a GPU (embed/lease.py) and the extra tasks
 wait for one, which balances the load dynamically.
 
-Default size: 16M tokens, about 54K frames of a 500 bp chunk (~295 tokens each) or 90K of a 300 bp chunk. At the
-measured ~70K ESM-2 3B tokens/s per H100/H200 (LANDSCAPE.md) such a shard runs ~3-4 minutes, so loading the two
-models (tens of seconds per task) costs ~10%, while the in-shard checkpoints (every 10,000 frames, ~40 s of work)
-bound what a kill loses. A 6M-frame sample makes ~110 shards: 14 per GPU on 8 GPUs, a short tail.
+Size. Without an explicit budget, `auto_shard_tokens` sizes a sample's shards from its total tokens and the
+number of GPUs the embed tasks will share: about SHARDS_PER_GPU shards per GPU, so every GPU has work and the
+tail is a fraction of a GPU's share; no shard smaller than MIN_SHARD_TOKENS, so the fixed cost an embed task
+pays before it computes stays within MAX_FIXED_FRACTION of its GPU time; no shard of more than about
+MAX_SHARD_FRAMES frames, whose features the task holds in host memory. Memory wins over the fixed cost. The
+shards of one sample get equal budgets, so n shards are cut, not n plus a sliver. Checkpoints inside a shard
+(every 10,000 frames) bound what a kill loses whatever the size. The numbers are in docs/scaling.md §1.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -27,19 +31,35 @@ from virnucpro.io.atomic import atomic_output_dir
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SHARD_TOKENS = 16_000_000
+# Auto sizing. Throughput of one H100, both encoders, in this module's tokens (docs/BENCHMARKS.md): 1.9M 500 bp
+# frames/h at ~295 tokens each and 6.0M 150 bp frames/h at ~91 each both come to ~150K tokens/s.
+GPU_TOKENS_PER_S = 150_000
+TASK_FIXED_SECONDS = 15.0  # an embed task's cost before its first batch: model load, CUDA start-up, compile
+MAX_FIXED_FRACTION = 0.03
+MIN_SHARD_TOKENS = int(TASK_FIXED_SECONDS / MAX_FIXED_FRACTION * GPU_TOKENS_PER_S)  # 75M: ~8 min of an H100
+SHARDS_PER_GPU = 3
+# An embed task holds its shard's features (768 + 2560 float32, 13 KB a frame) in memory: 400K frames, 5.3 GB.
+MAX_SHARD_FRAMES = 400_000
 SHARD_GLOB = "shard_*.tsv"
 MANIFEST = "manifest.tsv"
 
 
+def esm_tokens_of_length(residues):
+    return residues + 2  # <cls> residues <eos>; VirNucPro's proteins are never truncated
+
+
+def dnabert_tokens_of_length(bases):
+    # DNABERT-S's BPE averages ~4 bases per token on genomic DNA, plus [CLS] and [SEP]. An estimate is enough
+    # to balance shards and keeps torch/tokenizers out of this step.
+    return bases // 4 + 2
+
+
 def esm_tokens(protein: str) -> int:
-    return len(protein) + 2  # <cls> residues <eos>; VirNucPro's proteins are never truncated
+    return esm_tokens_of_length(len(protein))
 
 
 def dnabert_tokens(nucleotide: str) -> int:
-    # DNABERT-S's BPE averages ~4 bases per token on genomic DNA, plus [CLS] and [SEP]. An estimate is enough
-    # to balance shards and keeps torch/tokenizers out of this step.
-    return len(nucleotide) // 4 + 2
+    return dnabert_tokens_of_length(len(nucleotide))
 
 
 def frame_tokens(frame: Frame) -> int:
@@ -48,6 +68,52 @@ def frame_tokens(frame: Frame) -> int:
 
 def shard_name(index: int) -> str:
     return f"shard_{index:05d}.tsv"
+
+
+@dataclass(frozen=True)
+class FrameStats:
+    frames: int = 0
+    tokens: int = 0
+    largest: int = 0  # tokens of the largest frame
+
+
+def frame_stats(frames: Iterable[Frame]) -> FrameStats:
+    n = tokens = largest = 0
+    for frame in frames:
+        t = frame_tokens(frame)
+        n, tokens, largest = n + 1, tokens + t, max(largest, t)
+    return FrameStats(n, tokens, largest)
+
+
+def auto_shard_count(stats: FrameStats, gpus: int) -> int:
+    """Shards for a sample: SHARDS_PER_GPU per GPU, fewer when they would fall under MIN_SHARD_TOKENS, more when
+    they would exceed MAX_SHARD_FRAMES."""
+    if gpus < 1:
+        raise ValueError(f"gpus must be at least 1, got {gpus}")
+    wanted = SHARDS_PER_GPU * gpus
+    most = max(1, stats.tokens // MIN_SHARD_TOKENS)  # fixed cost within MAX_FIXED_FRACTION
+    least = max(1, -(-stats.frames // MAX_SHARD_FRAMES))  # host memory
+    return max(least, min(wanted, most))
+
+
+def auto_shard_tokens(stats: FrameStats, gpus: int) -> int:
+    """The budget that cuts the sample into `auto_shard_count` shards of nearly equal tokens: every shard but the
+    last is closed above `budget - largest`, i.e. above total/n, so n shards hold everything."""
+    n = auto_shard_count(stats, gpus)
+    return max(1, -(-stats.tokens // n) + stats.largest)
+
+
+def gpus_for_sizing(device: str = "auto", gpus: str | None = None) -> tuple[int, str]:
+    """(GPUs the embed tasks will share, how that was found), by the lease's own rules (embed/lease.py) as seen
+    by this process; 1 on the CPU. A SLURM job sees only its own grant, so there the count must be given."""
+    from virnucpro.embed.lease import _candidates, parse_gpu_list
+
+    if device == "cpu":
+        return 1, "--device cpu"
+    ids, source = _candidates(parse_gpu_list(gpus) if gpus else None)
+    if source == "slurm":
+        return max(1, len(ids)), "this SLURM job's grant (set params.shard_gpus to the GPUs the run will get)"
+    return max(1, len(ids)), source if ids else f"{source}: no GPU"
 
 
 def _cut(frames: Iterable[Frame], shard_tokens: int) -> Iterator[tuple[list[Frame], int]]:

@@ -6,6 +6,8 @@ Figures:
   budget fill                real tokens / (token budget × batches): how full the packed rows were
   loader wait                seconds the GPU loop waited for the CPU loader workers
   GPU memory peak            torch.cuda.max_memory_allocated, when on a GPU
+  dedup                      per encoder, frames whose sequence an earlier frame of the shard already has,
+                             copied instead of embedded, and the share of frames and tokens that saved
 Per-batch device time comes from CUDA events read by the writer thread, so the hot path never synchronises.
 """
 
@@ -50,6 +52,7 @@ class Telemetry:
     num_models: int = 1
     progress_every_s: float = 30.0
     models: dict[str, ModelStats] = field(default_factory=dict)
+    dedup: dict | None = None  # per encoder: frames, distinct, copied, saved fractions (ShardDedup.stats)
     loader_wait_s: float = 0.0
     frames_done: int = 0
     _sequences_done: int = 0
@@ -83,6 +86,12 @@ class Telemetry:
             self._sequences_done += frames * self.num_models
             self.frames_done = self._sequences_done // max(self.num_models, 1)
 
+    def add_sequences_copied(self, sequences: int) -> None:
+        """Rows filled with a duplicate's features instead of being embedded (embed/dedup.py)."""
+        with self._lock:
+            self._sequences_done += sequences
+            self.frames_done = self._sequences_done // max(self.num_models, 1)
+
     def log_progress(self, now: float | None = None) -> None:
         now = now or time.perf_counter()
         elapsed = now - self._start
@@ -108,4 +117,5 @@ class Telemetry:
             "packing_efficiency": round(tokens / slots, 4) if slots else None,
             "loader_wait_seconds": round(self.loader_wait_s, 3),
             "models": {name: m.as_dict() for name, m in self.models.items()},
+            "dedup": self.dedup,
         }

@@ -168,25 +168,50 @@ def config_from_json(path: Path) -> tuple[DnabertConfig, dict]:
     return cfg, conf
 
 
-def load_dnabert(directory: str | Path) -> DNABERT:
-    """Load DNABERT-S weights from an HF directory (config.json + pytorch_model.bin or model.safetensors)."""
+@dataclass
+class DnabertCheckpoint:
+    """An opened, shape-checked DNABERT-S directory whose tensors are not read yet."""
+
+    path: Path
+    cfg: DnabertConfig
+    weights: loading.Weights
+    sources: dict[str, str]  # our parameter → HF tensor name
+    flagged: bool
+
+
+def open_dnabert(directory: str | Path) -> DnabertCheckpoint:
+    """config.json + the weights' names and shapes, checked against the config; no tensor data is read."""
     directory = Path(directory)
     if not directory.is_dir():
         raise ModelFormatError(directory, "expected a DNABERT-S model directory (config.json + weights)")
     cfg, conf = config_from_json(directory / "config.json")
     state = loading.strip_prefix(loading.load_hf_state_dict(directory), "bert.")
-    ours = {}
-    for name, ext in hf_names(cfg).items():
+    sources = hf_names(cfg)
+    for name, ext in sources.items():
         loading.require(ext in state, directory, f"missing parameter {ext!r}: not a DNABERT-S (MosaicBERT) checkpoint")
-        ours[name] = state[ext].float()
     with torch.device("meta"):
-        model = DNABERT(cfg)
-    for name, shape in model.state_dict().items():
-        loading.require(tuple(ours[name].shape) == tuple(shape.shape), directory,
-                        f"parameter {name} has shape {tuple(ours[name].shape)}, expected {tuple(shape.shape)}")
+        expected = {k: tuple(v.shape) for k, v in DNABERT(cfg).named_parameters()}
+    for name, shape in expected.items():
+        got = state.shape(sources[name])
+        loading.require(got == shape, directory, f"parameter {name} has shape {got}, expected {shape}")
+    return DnabertCheckpoint(directory, cfg, state, sources, bool(conf.get(loading.TEST_MODEL_FLAG)))
+
+
+def load_dnabert(directory: str | Path, device="cpu", dtype: torch.dtype | None = torch.float32) -> DNABERT:
+    """Load DNABERT-S from an HF directory (config.json + pytorch_model.bin or model.safetensors) onto `device`,
+    parameters in `dtype` (default: the fp32 CPU reference)."""
+    return build_dnabert(open_dnabert(directory), device, dtype)
+
+
+def build_dnabert(ckpt: DnabertCheckpoint, device="cpu", dtype: torch.dtype | None = torch.float32) -> DNABERT:
+    """Parameters from the opened checkpoint to `device` in `dtype`, tensor by tensor; ALiBi slopes stay fp32."""
+    device = torch.device(device)
+    with torch.device("meta"):
+        model = DNABERT(ckpt.cfg)
+    ours = {name: loading.place(ckpt.weights[ext], device, dtype) for name, ext in ckpt.sources.items()}
     model.load_state_dict(ours, strict=True, assign=True)
-    model.slopes = alibi_slopes(cfg.num_heads)  # non-persistent buffer: rebuild off the meta device
-    model.is_test_model = loading.warn_if_test_model(directory, "DNABERT-S", bool(conf.get(loading.TEST_MODEL_FLAG)))
+    model.slopes = alibi_slopes(ckpt.cfg.num_heads).to(device)  # non-persistent buffer: rebuild off meta
+    model.is_test_model = loading.warn_if_test_model(ckpt.path, "DNABERT-S", ckpt.flagged)
     return model.eval()
 
 

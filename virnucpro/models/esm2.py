@@ -246,46 +246,96 @@ def external_names(cfg: Esm2Config, style: str) -> dict[str, str]:
     return names
 
 
-def _from_external(state: dict, cfg: Esm2Config, style: str, path) -> dict[str, torch.Tensor]:
-    ours = {}
+def _sources(state: loading.Weights, cfg: Esm2Config, style: str, path) -> dict[str, list[str]]:
+    """ours → the external tensor(s) it is made of (q/k/v: three, concatenated along the output features)."""
+    sources = {}
     for name, ext in external_names(cfg, style).items():
         loading.require(ext in state, path, f"missing parameter {ext!r}: not an ESM-2 checkpoint of this shape")
-        ours[name] = state[ext]
+        sources[name] = [ext]
     layer_prefix = "layers.{}." if style == "fairesm" else "encoder.layer.{}."
     for i in range(cfg.num_layers):
         for p in ("weight", "bias"):
             parts = [layer_prefix.format(i) + f"{n}.{p}" for n in _QKV_NAMES[style]]
             loading.require(all(n in state for n in parts), path, f"missing {parts[0]!r} (q/k/v projections)")
-            ours[f"layers.{i}.qkv.{p}"] = torch.cat([state[n] for n in parts])
-    return ours
+            sources[f"layers.{i}.qkv.{p}"] = parts
+    return sources
 
 
-def _build(cfg: Esm2Config, ours: dict, inv_freq, path) -> ESM2:
+def _stacked_shape(shapes: list[tuple[int, ...]]) -> tuple[int, ...] | None:
+    if len(shapes) == 1:
+        return shapes[0]
+    if any(not s or s[1:] != shapes[0][1:] for s in shapes):
+        return None
+    return (sum(s[0] for s in shapes),) + shapes[0][1:]
+
+
+@dataclass
+class Esm2Checkpoint:
+    """An opened, shape-checked ESM-2 checkpoint whose tensors are not read yet."""
+
+    path: Path
+    cfg: Esm2Config
+    weights: loading.Weights
+    sources: dict[str, list[str]]  # our parameter → external tensor name(s)
+    inv_freq: str | None  # external name of the stored rotary buffer, if any
+    flagged: bool  # written by make-test-models
+
+
+def _checked(path, cfg: Esm2Config, state: loading.Weights, style: str, inv_freq: str | None,
+             flagged: bool) -> Esm2Checkpoint:
+    sources = _sources(state, cfg, style, path)
     with torch.device("meta"):
-        model = ESM2(cfg)
-    if inv_freq is None:
-        log.warning("%s: no stored rotary inv_freq; recomputing it (small drift vs the original)", path)
-        inv_freq = 1.0 / (10000 ** (torch.arange(0, cfg.head_dim, 2).float() / cfg.head_dim))
-    ours["inv_freq"] = inv_freq
-    expected = {k: v.shape for k, v in model.state_dict().items()}
+        expected = {k: tuple(v.shape) for k, v in ESM2(cfg).named_parameters()}
     for name, shape in expected.items():
-        got = tuple(ours[name].shape)
-        loading.require(got == tuple(shape), path, f"parameter {name} has shape {got}, expected {tuple(shape)}")
-    model.load_state_dict({k: v.float() for k, v in ours.items()}, strict=True, assign=True)
+        got = _stacked_shape([state.shape(n) for n in sources[name]])
+        loading.require(got == shape, path, f"parameter {name} has shape {got}, expected {shape}")
+    if inv_freq is not None:
+        got = state.shape(inv_freq)
+        loading.require(got == (cfg.head_dim // 2,), path, f"rotary inv_freq has shape {got}, expected "
+                                                           f"{(cfg.head_dim // 2,)}")
+    return Esm2Checkpoint(Path(path), cfg, state, sources, inv_freq, flagged)
+
+
+def build_esm2(ckpt: Esm2Checkpoint, device="cpu", dtype: torch.dtype | None = torch.float32) -> ESM2:
+    """Parameters straight from the (memory-mapped) file to `device` in `dtype`, one tensor at a time; the
+    rotary buffer stays fp32 (fp16 positions drift, MODELS.md §1.4)."""
+    device = torch.device(device)
+    with torch.device("meta"):
+        model = ESM2(ckpt.cfg)
+    ours = {}
+    for name, parts in ckpt.sources.items():
+        placed = [loading.place(ckpt.weights[n], device, dtype) for n in parts]
+        ours[name] = placed[0] if len(placed) == 1 else torch.cat(placed)
+        del placed
+    if ckpt.inv_freq is None:
+        log.warning("%s: no stored rotary inv_freq; recomputing it (small drift vs the original)", ckpt.path)
+        hd = ckpt.cfg.head_dim
+        inv_freq = 1.0 / (10000 ** (torch.arange(0, hd, 2).float() / hd))
+    else:
+        inv_freq = ckpt.weights[ckpt.inv_freq]
+    ours["inv_freq"] = loading.place(inv_freq, device, torch.float32)
+    model.load_state_dict(ours, strict=True, assign=True)
+    model.is_test_model = loading.warn_if_test_model(ckpt.path, "ESM-2", ckpt.flagged)
     return model.eval()
 
 
-def load_esm2(path: str | Path) -> ESM2:
-    """Load ESM-2 from a fair-esm `.pt` file or an HF model directory."""
+def open_esm2(path: str | Path) -> Esm2Checkpoint:
+    """Open and shape-check a fair-esm `.pt` file or an HF model directory without reading its tensors."""
     path = Path(path)
     if path.is_dir():
-        model, flagged = _load_hf(path)
-    elif path.is_file():
-        model, flagged = _load_fairesm(path)
-    else:
-        raise ModelFormatError(path, "no such file or directory")
-    model.is_test_model = loading.warn_if_test_model(path, "ESM-2", flagged)
-    return model
+        return _open_hf(path)
+    if path.is_file():
+        return _open_fairesm(path)
+    raise ModelFormatError(path, "no such file or directory")
+
+
+def load_esm2(path: str | Path, device="cpu", dtype: torch.dtype | None = torch.float32) -> ESM2:
+    """Load ESM-2 from a fair-esm `.pt` file or an HF model directory onto `device`, parameters in `dtype`.
+
+    The default (CPU, fp32) is the reference model. For the GPU pass the device and torch.float16: weights then
+    go from the file to the GPU without an fp32 copy in host memory.
+    """
+    return build_esm2(open_esm2(path), device, dtype)
 
 
 class _NamespaceStandIn:
@@ -301,7 +351,7 @@ def _cfg_get(obj, key):
     return obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
 
 
-def _load_fairesm(path: Path) -> tuple[ESM2, bool]:
+def _open_fairesm(path: Path) -> Esm2Checkpoint:
     data = loading.load_pickle_weights(path, allow=FAIRESM_ALLOW)
     loading.require(isinstance(data, dict) and "model" in data and "cfg" in data, path,
                     "not a fair-esm checkpoint (expected a dict with 'model' and 'cfg')")
@@ -312,23 +362,25 @@ def _load_fairesm(path: Path) -> tuple[ESM2, bool]:
                                                         "encoder_attention_heads")),
                     path, "fair-esm cfg['model'] lacks encoder_layers/encoder_embed_dim/encoder_attention_heads")
     state = data["model"]
-    loading.require(isinstance(state, dict), path, "'model' is not a state dict")
+    loading.require(isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values()), path,
+                    "'model' is not a state dict")
     # fair-esm's own prefix strip (pretrained._load_model_and_alphabet_core_v2)
-    state = {k.removeprefix("encoder.sentence_encoder.").removeprefix("encoder."): v for k, v in state.items()}
+    state = loading.Weights.of_tensors(state).renamed(
+        lambda k: k.removeprefix("encoder.sentence_encoder.").removeprefix("encoder."))
     e, heads = int(fields["encoder_embed_dim"]), int(fields["encoder_attention_heads"])
     loading.require(e % heads == 0, path, "embed dim not divisible by the number of heads")
-    fc1 = state.get("layers.0.fc1.weight")
+    fc1 = "layers.0.fc1.weight"
     cfg = Esm2Config(
         num_layers=int(fields["encoder_layers"]), embed_dim=e, num_heads=heads,
-        ffn_dim=fc1.shape[0] if fc1 is not None else 4 * e,  # fair-esm: 4 * embed_dim
+        ffn_dim=state.shape(fc1)[0] if fc1 in state else 4 * e,  # fair-esm: 4 * embed_dim
         token_dropout=True if fields["token_dropout"] is None else bool(fields["token_dropout"]),
     )
-    ours = _from_external(state, cfg, "fairesm", path)
-    model = _build(cfg, ours, state.get("layers.0.self_attn.rot_emb.inv_freq"), path)
-    return model, bool(_cfg_get(data["cfg"], loading.TEST_MODEL_FLAG))
+    inv_freq = "layers.0.self_attn.rot_emb.inv_freq"
+    return _checked(path, cfg, state, "fairesm", inv_freq if inv_freq in state else None,
+                    bool(_cfg_get(data["cfg"], loading.TEST_MODEL_FLAG)))
 
 
-def _load_hf(directory: Path) -> tuple[ESM2, bool]:
+def _open_hf(directory: Path) -> Esm2Checkpoint:
     conf = loading.read_json(directory / "config.json")
     loading.require(conf.get("model_type", "esm") == "esm", directory / "config.json",
                     f"model_type is {conf.get('model_type')!r}, not 'esm'")
@@ -348,10 +400,9 @@ def _load_hf(directory: Path) -> tuple[ESM2, bool]:
                     "vocab_size is not 33 (not the ESM-2 alphabet)")
     state = loading.strip_prefix(loading.load_hf_state_dict(directory), "esm.")
     # transformers 5.x keeps one model-level rotary buffer; 4.x one per layer (identical values).
-    inv_freq = state.get("rotary_embeddings.inv_freq",
-                         state.get("encoder.layer.0.attention.self.rotary_embeddings.inv_freq"))
-    ours = _from_external(state, cfg, "hf", directory)
-    return _build(cfg, ours, inv_freq, directory), bool(conf.get(loading.TEST_MODEL_FLAG))
+    inv_freq = next((n for n in ("rotary_embeddings.inv_freq",
+                                 "encoder.layer.0.attention.self.rotary_embeddings.inv_freq") if n in state), None)
+    return _checked(directory, cfg, state, "hf", inv_freq, bool(conf.get(loading.TEST_MODEL_FLAG)))
 
 
 def to_external_state(model: ESM2, style: str) -> dict[str, torch.Tensor]:

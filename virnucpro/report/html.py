@@ -86,11 +86,15 @@ def throughput_by_model(embeds: list[dict]) -> list[dict]:
     for e in embeds:
         for name, m in e.get("models", {}).items():
             s = steps.setdefault(name, {"model": name, "shards": 0, "sequences": 0, "tokens": 0,
-                                        "device_seconds": 0.0, "devices": set(), "precisions": set()})
+                                        "device_seconds": 0.0, "devices": set(), "precisions": set(),
+                                        "copied": 0, "dedup_frames": 0})
             s["shards"] += 1
             s["sequences"] += m.get("sequences") or 0
             s["tokens"] += m.get("tokens") or 0
             s["device_seconds"] += m.get("device_seconds") or 0.0
+            dedup = (e.get("dedup") or {}).get(name) or {}  # embed/dedup.py: duplicates copied, not embedded
+            s["copied"] += dedup.get("copied") or 0
+            s["dedup_frames"] += dedup.get("frames") or 0
             s["devices"].add(str(e.get("device", "?")))
             s["precisions"].add(str(e.get("precision", "?")))
     for s in steps.values():
@@ -173,7 +177,8 @@ def _throughput_section(embeds: list[dict]) -> str:
     steps = throughput_by_model(embeds)
     step_rows = [[MODEL_NAMES.get(s["model"], s["model"]), ", ".join(sorted(s["devices"])),
                   ", ".join(sorted(s["precisions"])), s["shards"], s["sequences"], s["tokens"],
-                  float(s["device_seconds"]), s["tokens_per_s"], s["sequences_per_s"]]
+                  float(s["device_seconds"]), s["tokens_per_s"], s["sequences_per_s"],
+                  f"{s['copied']} ({100.0 * s['copied'] / s['dedup_frames']:.1f}%)" if s["dedup_frames"] else "–"]
                  for s in steps]
     model_names = [s["model"] for s in steps]
     shard_rows = []
@@ -192,7 +197,7 @@ def _throughput_section(embeds: list[dict]) -> str:
                 "mean nothing.</p>")
     return ("<h2>Throughput per GPU step</h2>" + warn
             + _table(["step (model)", "device", "precision", "shards", "sequences", "tokens", "device s",
-                      "tokens/s", "sequences/s"], step_rows, left=3)
+                      "tokens/s", "sequences/s", "duplicates copied (not embedded)"], step_rows, left=3)
             + '<p class="note">Rates are over summed per-batch device time. Per shard:</p>'
             + _table(["sample", "shard", "device", "precision", "test models", "frames", "wall s", "frames/s"]
                      + [f"{MODEL_NAMES.get(m, m)} tokens/s" for m in model_names] + ["checkpoint parts reused"],

@@ -1,7 +1,9 @@
 // Embed one shard of frames: DNABERT-S (nucleotide) and ESM-2 (protein) mean-pooled features.
 // Precision, device and GPU placement come through task.ext.args (conf/modules.config). The checkpoint directory
 // is a plain string outside the task directory: a retried or resumed task runs in a new work dir and must still
-// find it, and a staged `path` would put its changing content into the task hash.
+// find it, and a staged `path` would put its changing content into the task hash. The run's model-check record
+// (PROVENANCE) gives the model checksums, so no task hashes the models again, and makes EMBED wait for the check;
+// the torch.compile cache under the checkpoint root is shared by all tasks of the run.
 process EMBED {
     tag "${meta.id}:${meta.shard}"
     label 'process_gpu'
@@ -11,6 +13,7 @@ process EMBED {
     path(esm_model, stageAs: 'models/esm/*')
     path(dnabert_model, stageAs: 'models/dnabert/*')
     val checkpoint_dir
+    path(model_check, stageAs: 'model_check/*')
 
     output:
     tuple val(meta), path("${prefix}.features.npz"), emit: features
@@ -33,6 +36,8 @@ process EMBED {
         --out ${prefix}.features.npz \\
         --summary ${prefix}.embed.json \\
         --checkpoint-dir '${checkpoint_dir}/${meta.id}' \\
+        --model-check ${model_check} \\
+        --compile-cache '${checkpoint_dir}/compile-cache' \\
         ${args}
     """
 

@@ -1,6 +1,7 @@
-// The run's model files (sha256, size, resolved path, test model or not), precision and chunk length.
-// The hash cache lives in the checkpoint directory (a plain string, as for EMBED), so a resumed or repeated run
-// does not read a 6 GB ESM-2 checkpoint again.
+// The run's model check (every problem of the three model files, one line each; exit 2 stops the run before any
+// EMBED), then its model files (sha256, size, resolved path, test model or not), widths, precision and chunk
+// length. EMBED tasks take their checksums from this record. The hash cache lives in the checkpoint directory (a
+// plain string, as for EMBED), so a resumed or repeated run does not read a 6 GB ESM-2 checkpoint again.
 process PROVENANCE {
     tag "models"
     label 'process_single'

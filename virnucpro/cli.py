@@ -68,6 +68,12 @@ def _module(name: str):
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["multiqc"]:
+        # The MULTIQC step: MultiQC from this same environment (venv or image), which need not be on PATH.
+        from multiqc.__main__ import run_multiqc
+
+        sys.argv = ["multiqc", *argv[1:]]
+        return run_multiqc()
     parser = argparse.ArgumentParser(prog="virnucpro", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"virnucpro {__version__}")
     parser.add_argument("--versions", action=_PrintVersions,

@@ -7,6 +7,7 @@ imported only when their command runs, so `virnucpro preprocess` never imports t
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import sys
@@ -24,6 +25,7 @@ COMMANDS = {
     "predict": "Run the whole computation on one machine, without Nextflow.",
     "check-samplesheet": "Validate a samplesheet and list its samples.",
     "pool-mates": "Pool the two mate files of paired reads into one FASTA, mate ids made unique.",
+    "publish": "Put a finished result folder into --outdir as one unit (all of it or nothing).",
     "provenance": "Check the models, then record their files (sha256, size, path), precision and chunk length.",
     "check-models": "Check that the model files are readable and fit together (widths, chunk length).",
     "make-test-models": "Write tiny random-weight models in the real file formats.",
@@ -97,6 +99,12 @@ def main(argv: list[str] | None = None) -> int:
     except VirnucproError as exc:
         print(f"virnucpro: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # A full disk is the user's to fix, not a bug: one line saying what and where.
+        print(f"virnucpro: error: {exc.filename or 'writing output'}: {exc.strerror}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

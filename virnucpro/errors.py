@@ -4,9 +4,32 @@ The CLI catches ``VirnucproError`` and prints ``virnucpro: error: <message>`` on
 ``exit_code``. Everything else is a bug and keeps its traceback.
 """
 
+import os
+from pathlib import Path
+
 # Exit codes shared by the CLI, the Nextflow modules and conf/base.config.
 EXIT_BAD_INPUT = 2
 EXIT_RETRYABLE = 75  # GPU out of memory after in-process retries, no free GPU lease: worth a retry
+
+
+# Set for every pipeline task by nextflow.config: inputs there are links that Nextflow staged.
+STAGED_INPUTS_ENV = "VIRNUCPRO_STAGED_INPUTS"
+
+
+def user_path(path) -> str:
+    """``path`` as the user named it. In a pipeline task an input is a relative link that Nextflow staged
+    (``input/dup.fa -> /data/dup.fa``, ``models/classifier/c.pth -> /models/c.pth``): the link's target is the
+    user's file, so a message names that, not the task's private name. Anything else is returned as given."""
+    text = str(path)
+    if not os.environ.get(STAGED_INPUTS_ENV) or os.path.isabs(text):
+        return text
+    parts = Path(text).parts
+    for i in range(1, len(parts) + 1):
+        prefix = Path(*parts[:i])
+        if prefix.is_symlink():
+            target = os.readlink(prefix)
+            return str(Path(target, *parts[i:])) if os.path.isabs(target) else text
+    return text
 
 
 class VirnucproError(Exception):
@@ -17,6 +40,15 @@ class InputError(VirnucproError):
     """A user-supplied file (sequences, samplesheet, parameters) is missing or malformed."""
 
     exit_code = EXIT_BAD_INPUT
+
+    def __init__(self, path, problem: str):
+        self.path = user_path(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+class OutputError(VirnucproError):
+    """A result could not be written (full disk, no permission); ``path`` is where it was to go."""
 
     def __init__(self, path, problem: str):
         self.path = str(path)

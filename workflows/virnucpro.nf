@@ -76,16 +76,53 @@ workflow VIRNUCPRO {
         .combine(ch_embed_summaries.map { summaries -> [summaries] })
         .map { sample_summaries, embed_summaries -> [[id: 'report'], sample_summaries, embed_summaries] }
 
-    REPORT(ch_report, PROVENANCE.out.provenance)
+    REPORT(ch_report, PROVENANCE.out.provenance, file("${projectDir}/docs/output.md", checkIfExists: true))
+
+    // Publishing: each sample's folder, then the report, as one finished unit each (`virnucpro publish`,
+    // docs/output.md "Complete or absent"). Done here rather than by publishDir, which copies file by file; it
+    // runs on every run, -resume included, so a deleted or partial folder is restored from the cached tasks.
+    ch_embed_files = EMBED.out.summary
+        .join(EMBED.out.features)
+        .map { meta, summary, features ->
+            def files = [["embed/${summary.name}", summary]]
+            if (params.save_features) {
+                files << ["features/${features.name}", features]
+            }
+            [groupKey(sampleMeta(meta), meta.n_shards), files]
+        }
+        .groupTuple()
+        .map { key, files -> [key.getGroupTarget(), files.sum()] }
+    ch_sample_folders = PREPROCESS.out.frames
+        .join(PREPROCESS.out.records)
+        .join(PREPROCESS.out.chunks)
+        .map { meta, nucleotide, protein, records, chunks ->
+            [meta, [nucleotide, protein, records, chunks].collect { f -> ["preprocess/${f.name}", f] }]
+        }
+        .join(ch_embed_files)
+        .join(AGGREGATE.out.results)
+        .map { meta, preprocessed, embedded, results ->
+            [meta, preprocessed + embedded + asList(results).collect { f -> [f.name, f] }]
+        }
+    ch_published = ch_sample_folders.map { meta, files ->
+        publishFolder("${params.outdir}/${meta.id}", files)
+        meta.id
+    }
+    // The report goes in last: a report folder never describes a sample folder that failed to appear.
+    REPORT.out.report
+        .combine(ch_published.count())
+        .map { meta, files, n_published -> publishFolder("${params.outdir}/report", asList(files).collect { f -> [f.name, f] }) }
 
     // Software versions, from every process's `topic: versions` outputs; a `virnucpro --versions` output holds
     // one `tool: version` line per tool. The *_mqc_versions.yml name is what MultiQC reads as software versions.
-    ch_versions = channel.topic('versions')
+    ch_versions_yaml = channel.topic('versions')
         .flatMap { process, tool, version -> versionRows(process.tokenize(':').last(), tool, version.toString()) }
         .unique()
         .toList()
         .map { rows -> versionsYaml(rows) }
-        .collectFile(storeDir: "${params.outdir}/pipeline_info", name: 'virnucpro_software_mqc_versions.yml', newLine: true)
+        .map { yaml -> yaml + '\n' }
+    // Written like the other run files; MULTIQC reads a copy under the *_mqc_versions.yml name it looks for.
+    ch_versions_yaml.subscribe { yaml -> writeRunFile("${params.outdir}/pipeline_info/virnucpro_software_mqc_versions.yml", yaml) }
+    ch_versions = ch_versions_yaml.collectFile(name: 'virnucpro_software_mqc_versions.yml')
 
     // REPORT's MultiQC custom content plus the versions; combine() appends the versions file to the list.
     ch_multiqc = REPORT.out.report
@@ -117,6 +154,55 @@ def versionRows(String process, String tool, String version) {
         def (name, value) = line.split(': ', 2) as List
         [process, name.trim(), value.trim()]
     }
+}
+
+def asList(files) {
+    return files instanceof List ? files : [files]
+}
+
+// `virnucpro publish` (virnucpro/io/publish.py) makes `dest` a folder of exactly these [name, file] pairs, all at
+// once; its one-line error (e.g. "No space left on device while writing ...") stops the run.
+// When another task fails, Nextflow interrupts the operators still working; a publication under way is let finish
+// (it is short, and stopping it halfway gains nothing) and the interrupt passed on afterwards, so the run's only
+// error stays the task's own. stderr goes to a file: reading a pipe would be interruptible.
+def publishFolder(String dest, List files) {
+    def command = ["${projectDir}/bin/virnucpro", 'publish', '--dest', file(dest).toString(), '--mode',
+                   params.publish_dir_mode] + files.collect { name, f -> "${name}=${f}" }
+    def errors = java.io.File.createTempFile('virnucpro-publish-', '.err')
+    def proc = new ProcessBuilder(command.collect { it.toString() })
+        .redirectOutput(ProcessBuilder.Redirect.DISCARD)
+        .redirectError(errors)
+        .start()
+    def interrupted = waitThroughInterrupts(proc)
+    def lines = errors.readLines().findAll { it.trim() }
+    errors.delete()
+    if (interrupted) {
+        Thread.currentThread().interrupt()
+    }
+    if (proc.exitValue() != 0) {
+        def message = lines ? lines.last().replaceFirst(/^virnucpro: error: /, '') : "${dest}: `virnucpro publish` exited with status ${proc.exitValue()}"
+        error("virnucpro: ${message}")
+    }
+    return dest
+}
+
+// Waits for `proc` to end; returns whether the thread was interrupted meanwhile (the strict syntax has no loops).
+def waitThroughInterrupts(Process proc) {
+    try {
+        proc.waitFor()
+        return false
+    } catch (InterruptedException e) {
+        waitThroughInterrupts(proc)
+        return true
+    }
+}
+
+// Written once all tasks are done, from memory: collectFile wrote each item to disk as it came, and a failing task's
+// abort interrupting that write printed a spurious "Unexpected error [ClosedByInterruptException]".
+def writeRunFile(String path, String text) {
+    def target = new File(file(path).toString())
+    target.parentFile.mkdirs()
+    target.text = text
 }
 
 def sampleMeta(Map meta) {

@@ -17,18 +17,20 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 
-from nfpipeline import (MAIN, REPO, TEST_DATA, TEST_PROFILE_ARGS, input_record_ids, nextflow_command, read_fasta,
-                        run_nextflow, samplesheet_rows)
+from nfpipeline import (MAIN, MIN_LENGTH, REPO, TEST_DATA, TEST_PROFILE_ARGS, input_record_ids, nextflow_command,
+                        read_fasta, run_nextflow, samplesheet_rows)
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.slow]
 
 GOLDEN_300 = Path(__file__).resolve().parents[1] / "data" / "golden" / "expected_300"
 PREPROCESS_FILES = ("chunked.fa", "identified_nucleotide.fa", "identified_protein.faa", "records.tsv")
 REPORT_FILES = ("virnucpro_report.html", "virnucpro_summary_mqc.tsv", "virnucpro_calls_mqc.tsv",
-                "virnucpro_score_histogram_mqc.json")
+                "virnucpro_score_histogram_mqc.json", "output.md")
+REGION_FILES = ("chunks.tsv", "viral_regions.tsv", "viral_regions.gff3", "viral_regions.bed", "viral_regions.fa")
 VERSIONS_FILE = "virnucpro_software_mqc_versions.yml"  # *_mqc_versions.yml: MultiQC's software versions
 
 
@@ -49,7 +51,7 @@ def test_published_preprocess_matches_the_python_command(test_run, tmp_path, sam
     direct = tmp_path / "direct"
     subprocess.run(
         [str(REPO / "bin" / "virnucpro"), "preprocess", "--input", str(reads), "--chunk-length", "300",
-         "--outdir", str(direct), "--sample", sample],
+         "--min-length", str(MIN_LENGTH), "--outdir", str(direct), "--sample", sample],
         check=True, capture_output=True, text=True,
     )
     for name in PREPROCESS_FILES:
@@ -62,7 +64,7 @@ def test_published_frames_match_the_original_for_unmodified_records(test_run, sa
     """Test records copied verbatim from the golden input give the original's frames, in the original's order."""
     outdir, result = test_run.outdir, test_run.result
     assert result.returncode == 0
-    golden_ids = {rid for rid, _ in read_fasta(GOLDEN_300.parent / "input.fa")}
+    golden_ids = {rid for rid, seq in read_fasta(GOLDEN_300.parent / "input.fa") if len(seq) >= MIN_LENGTH}
     verbatim = [rid for rid in input_record_ids(reads) if rid in golden_ids]
     assert verbatim, "the test data should reuse records of the golden input"
 
@@ -115,6 +117,47 @@ def test_every_input_record_is_accounted_for(test_run, sample, reads):
     assert (outdir / sample / f"{sample}.viral.fa").is_file()
     summary = json.loads((outdir / sample / f"{sample}.summary.json").read_text())
     assert summary, "empty sample summary"
+
+
+def test_short_records_are_listed_counted_and_never_embedded(test_run):
+    """seq49 (133 bp) is below --min_length 150: too_short in both records tables, no chunk, no frame in any shard's
+    predictions, counted in the summary and the report."""
+    outdir, result = test_run.outdir, test_run.result
+    assert result.returncode == 0
+    sample = samplesheet_rows()[0][0]
+    rows = {line.split("\t")[0]: line.split("\t") for line in
+            (outdir / sample / f"{sample}.records.tsv").read_text().splitlines()}
+    header = rows.pop("record_id")
+    short = dict(zip(header, rows["seq49"]))
+    assert (short["length"], short["status"], short["n_chunks"], short["call"]) == ("133", "too_short", "0",
+                                                                                    "no_prediction")
+    assert not [line for line in (outdir / sample / "prediction_results.txt").read_text().splitlines()
+                if line.startswith("seq49_")]
+    embedded = sum(json.loads(p.read_text())["frames"] for p in (outdir / sample / "embed").glob("*.embed.json"))
+    assert embedded == len((outdir / sample / "prediction_results.txt").read_text().splitlines()) - 1
+    summary = json.loads((outdir / sample / f"{sample}.summary.json").read_text())
+    assert summary["records_too_short"] == 1 and summary["min_length"] == MIN_LENGTH
+    html = (outdir / "report" / "virnucpro_report.html").read_text()
+    assert "too short" in html
+
+
+def test_region_files_are_published_and_the_report_links_only_to_existing_files(test_run):
+    outdir, result = test_run.outdir, test_run.result
+    assert result.returncode == 0
+    for sample, _ in samplesheet_rows():
+        for suffix in REGION_FILES:
+            assert (outdir / sample / f"{sample}.{suffix}").is_file(), suffix
+        gff = (outdir / sample / f"{sample}.viral_regions.gff3").read_text()
+        assert gff.startswith("##gff-version 3\n")
+        regions = (outdir / sample / f"{sample}.viral_regions.tsv").read_text().splitlines()
+        summary = json.loads((outdir / sample / f"{sample}.summary.json").read_text())
+        assert len(regions) - 1 == summary["regions"]
+    html = (outdir / "report" / "virnucpro_report.html").read_text()
+    links = re.findall(r'href="([^"]+)"', html)
+    assert links and "output.md" in links
+    for link in links:
+        assert (outdir / "report" / unquote(link)).resolve().is_file(), link
+    assert (outdir / "report" / "output.md").read_text() == (REPO / "docs" / "output.md").read_text()
 
 
 def test_report_and_pipeline_info(test_run):
@@ -192,6 +235,7 @@ def test_threshold_and_chunk_length_reach_aggregate(test_run):
         names = shards.group(1).split()
         assert names == sorted(names, key=lambda n: (len(n), n)), names
         assert "--chunk-length 300" in script and "--threshold 0.55" in script, script
+        assert f"--min-length {MIN_LENGTH}" in script and "--region-gap 1" in script, script
 
 
 def test_model_provenance_is_published_and_shown_in_the_report(test_run):
@@ -231,7 +275,8 @@ def test_stub_run_writes_every_file_under_its_real_name(tmp_path):
         records = (outdir / sample / "preprocess" / "records.tsv").read_text().splitlines()
         assert records[0] == "record_id\tlength\tn_chunks\tn_frames\tstatus", records
         for name in (f"{sample}.records.tsv", f"{sample}.viral.fa", f"{sample}.summary.json",
-                     "prediction_results.txt", "prediction_results_highestscore.csv"):
+                     "prediction_results.txt", "prediction_results_highestscore.csv",
+                     *(f"{sample}.{suffix}" for suffix in REGION_FILES)):
             assert (outdir / sample / name).is_file(), name
         header = (outdir / sample / "prediction_results.txt").read_text().splitlines()[0]
         assert header == "Sequence_ID\tPrediction\tscore1\tscore2"

@@ -2,6 +2,7 @@
 
 import json
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -172,7 +173,8 @@ def test_rethreshold_changes_calls_not_scores(sample, tmp_path):
     run_aggregate(sample, low, threshold=0.5)
     run_aggregate(sample, high, threshold=0.8)
     rows_low, rows_high = table(low / "S.records.tsv"), table(high / "S.records.tsv")
-    score_columns = [c for c in rows_low[0] if c != "call"]
+    # The calls and the regions depend on the threshold; the scores do not.
+    score_columns = [c for c in rows_low[0] if c not in ("call", "n_regions", "viral_bp", "region_call")]
     assert [[r[c] for c in score_columns] for r in rows_low] == [[r[c] for c in score_columns] for r in rows_high]
     assert [r["call"] for r in rows_low] != [r["call"] for r in rows_high]
     assert {r["record_id"] for r in rows_high if r["call"] == "viral"} == {"r3"}
@@ -237,7 +239,12 @@ def test_empty_sample_gives_header_only_files(tmp_path):
                  "--input", str(fasta), "--outdir", str(out)]) == 0
     assert (out / "prediction_results.txt").read_text() == "Sequence_ID\tPrediction\tscore1\tscore2\n"
     assert (out / "prediction_results_highestscore.csv").read_text() == "Modified_ID\tIs_Virus\n"
-    assert (out / "E.viral.fa").read_text() == ""
+    assert (out / "E.viral.fa").read_text() == "" and (out / "E.viral_regions.fa").read_text() == ""
+    assert (out / "E.viral_regions.bed").read_text() == ""
+    assert (out / "E.viral_regions.gff3").read_text() == "##gff-version 3\n"
+    assert (out / "E.viral_regions.tsv").read_text().startswith("region_id\trecord_id\tstart\tend\t")
+    assert [(r["chunk_id"], r["start"], r["end"], r["n_frames"], r["chunk_call"])
+            for r in table(out / "E.chunks.tsv")] == [("s_chunk_1", "1", "9", "0", "no_prediction")]
     assert [(r["record_id"], r["status"], r["call"]) for r in table(out / "E.records.tsv")] == [
         ("e", "empty", "no_prediction"), ("s", "no_stop_free_frame", "no_prediction")]
     summary = json.loads((out / "E.summary.json").read_text())
@@ -262,4 +269,51 @@ def test_summary_feeds_the_report(sample, tmp_path):
     run_aggregate(sample, tmp_path / "out")
     write_report([tmp_path / "out" / "S.summary.json"], [], tmp_path / "report")
     html = (tmp_path / "report" / REPORT_NAME).read_text()
-    assert ">S</td>" in html and "40.00" in html  # the sample's row, with its % viral
+    assert ">S</td>" in html and "40.0%" in html  # the sample's row, with its % viral
+
+
+def test_chunk_coordinates_and_the_region_of_a_two_chunk_record(sample, tmp_path):
+    """r3 (600 bp at L=500): surplus 400, q = 200, m = 200 >= k-1, so chunk 2 moves back 201: [299, 600) 0-based.
+    Only chunk 2 is viral, so r3 is viral and partial, its region 300-600."""
+    out = tmp_path / "out"
+    run_aggregate(sample, out)
+    chunks = {r["chunk_id"]: r for r in table(out / "S.chunks.tsv")}
+    assert [(c["start"], c["end"]) for k, c in chunks.items() if k.startswith("r3_")] == [("1", "500"), ("300", "600")]
+    assert chunks["r3_chunk_2"]["chunk_call"] == "viral" and chunks["r3_chunk_2"]["region_id"] == "r3_region_1"
+    assert chunks["r3_chunk_1"]["chunk_call"] == "not_viral" and chunks["r4_chunk_1"]["chunk_call"] == "no_prediction"
+    assert float(chunks["r3_chunk_2"]["chunk_score"]) == pytest.approx(0.925)
+    assert chunks["r3_chunk_2"]["max_p_virus"] == "0.95"
+    regions = table(out / "S.viral_regions.tsv")
+    assert [(r["region_id"], r["start"], r["end"], r["whole_record"]) for r in regions] == [
+        ("r3_region_1", "300", "600", "false"), ("c_chunk_7_region_1", "1", "100", "true")]
+    records = {r["record_id"]: r for r in table(out / "S.records.tsv")}
+    assert records["r3"]["region_call"] == "partial" and records["c_chunk_7"]["region_call"] == "whole"
+    assert records["r1"]["region_call"] == "not_viral" and records["r2"]["region_call"] == "no_prediction"
+    # The highest-score file's per-chunk decisions are the per-chunk table's at the default threshold.
+    highest = dict(line.split("\t") for line in (out / "prediction_results_highestscore.csv").read_text().splitlines()[1:])
+    assert {k: v == "True" for k, v in highest.items()} == {
+        k: c["chunk_call"] == "viral" for k, c in chunks.items() if c["chunk_call"] != "no_prediction"}
+
+
+def test_a_zero_byte_input_is_an_empty_sample_with_a_warning(tmp_path):
+    fasta = tmp_path / "in.fa"
+    fasta.write_bytes(b"")
+    records = tmp_path / "records.tsv"
+    records.write_text("record_id\tlength\tn_chunks\tn_frames\tstatus\n")
+    pred = tmp_path / "Z.shard_00000.predictions.tsv"
+    write_prediction_results(pred, [], np.zeros((0, 2), np.float32))
+    summary = aggregate_sample("Z", [pred], records, fasta, 0.5, tmp_path / "out")
+    assert summary["records"] == 0 and summary["percent_viral"] == 0.0
+    assert "the input file holds no records (empty file)" in summary["warnings"]
+    assert (tmp_path / "out" / "Z.viral.fa").read_text() == ""
+
+
+def test_summary_names_the_users_input_not_the_staged_link(sample, tmp_path, monkeypatch):
+    task = tmp_path / "task"
+    (task / "input").mkdir(parents=True)
+    (task / "input" / "in.fa").symlink_to(sample["fasta"])  # how Nextflow stages --input
+    monkeypatch.chdir(task)
+    monkeypatch.setenv("VIRNUCPRO_STAGED_INPUTS", "1")
+    summary = aggregate_sample("S", sample["predictions"], sample["records"], Path("input/in.fa"), 0.5,
+                               tmp_path / "out")
+    assert summary["inputs"]["input"] == str(sample["fasta"])

@@ -89,3 +89,24 @@ def test_classify_command_width_mismatch(tmp_path, tiny_models, capsys):
     assert rc == 2
     assert "3328 wide, the classifier expects 80" in capsys.readouterr().err
     assert not (tmp_path / "p.tsv").exists()
+
+
+def test_scores_do_not_depend_on_the_batch_size(monkeypatch):
+    """Rows are scored independently (eval-mode BatchNorm), so the batch size is a speed choice only."""
+    import virnucpro.classify.predict as predict
+    from virnucpro.models.classifier import MLPClassifier
+
+    torch.manual_seed(0)
+    clf = MLPClassifier(40, 16, 2).eval()
+    with torch.no_grad():
+        clf.bn1.running_mean.normal_()
+        clf.bn1.running_var.uniform_(0.5, 2.0)
+    g = np.random.default_rng(1)
+    feats = Features([f"f{i}" for i in range(5000)], g.standard_normal((5000, 24), dtype=np.float32),
+                     g.standard_normal((5000, 16), dtype=np.float32))
+    by_batch = {}
+    for batch in (256, 4096, 100_000):
+        monkeypatch.setattr(predict, "BATCH", batch)
+        by_batch[batch] = predict_probs(clf, feats)
+    assert np.array_equal(by_batch[256], by_batch[4096]) and np.array_equal(by_batch[256], by_batch[100_000])
+    assert not np.allclose(by_batch[256][:, 0], by_batch[256][0, 0])  # the rows really differ

@@ -127,3 +127,38 @@ def test_a_sigterm_during_embed_is_logged_as_killed_with_exit_143(tiny_models, t
     assert p.returncode == 143, err
     assert "virnucpro: failure kind=killed exit=143" in err
     assert not (tmp_path / "out.npz").exists()
+
+
+def test_a_task_started_again_reuses_a_finished_attempts_output(tiny_models, shard, tmp_path, monkeypatch):
+    """After a kill of Nextflow its orphaned EMBED may finish; the task started again on -resume (a new work dir)
+    copies that output instead of embedding the shard again."""
+    from virnucpro.embed import run as embed_run
+
+    ckpt = tmp_path / "ckpt"
+    first = tmp_path / "work1"
+    first.mkdir()
+    assert cli(tiny_models, shard[0], first / "x.npz", "--checkpoint-dir", str(ckpt), "--summary",
+               str(first / "x.json")) == 0
+
+    embedded = []
+
+    def count_and_stop(*args, **kwargs):
+        embedded.append(args)
+        raise RuntimeError("stopped by the test")
+
+    monkeypatch.setattr(embed_run, "embed_shard", count_and_stop)
+    again = tmp_path / "work2"
+    again.mkdir()
+    assert cli(tiny_models, shard[0], again / "x.npz", "--checkpoint-dir", str(ckpt), "--summary",
+               str(again / "x.json")) == 0
+    assert embedded == []
+    assert (again / "x.npz").read_bytes() == (first / "x.npz").read_bytes()
+    assert (again / "x.json").read_bytes() == (first / "x.json").read_bytes()
+
+    # Other settings are another task; an earlier output that changed since is not reused: both compute.
+    assert cli(tiny_models, shard[0], again / "y.npz", "--checkpoint-dir", str(ckpt), "--summary",
+               str(again / "y.json"), "--precision", "fp16") != 0
+    (first / "x.npz").write_bytes(b"changed")
+    assert cli(tiny_models, shard[0], tmp_path / "w3.npz", "--checkpoint-dir", str(ckpt), "--summary",
+               str(tmp_path / "w3.json")) != 0
+    assert len(embedded) == 2

@@ -76,6 +76,28 @@ def test_models_are_opened_before_and_built_after_the_lease(tiny_models, shard, 
     assert summary["host_rss_at_lease_bytes"] > 0
 
 
+def test_the_lease_is_handed_back_before_the_output_is_written(tiny_models, shard, tmp_path, monkeypatch):
+    """The next task may start on the GPU while this one writes its features (several GB for a big shard)."""
+    from virnucpro.embed import lease
+    from virnucpro.io import features
+
+    events = []
+
+    @contextlib.contextmanager
+    def fake_lease(lease_dir, gpus):
+        events.append("lease")
+        yield None
+        events.append("released")
+
+    real_save = features.save_features
+    monkeypatch.setattr(lease, "acquire_gpu", fake_lease)
+    monkeypatch.setattr(features, "save_features", lambda *a, **k: events.append("save") or real_save(*a, **k))
+    run.embed_shard(shard, tmp_path / "out.npz", esm_model=tiny_models.esm_pt, dnabert_model=tiny_models.dnabert,
+                    device="auto", precision="fp32")
+    assert events == ["lease", "released", "save"]
+    assert len(features.load_features(tmp_path / "out.npz")) == 7
+
+
 def test_summary_records_the_phases_of_the_task(tiny_models, shard, record, tmp_path):
     summary_path = tmp_path / "s.json"
     assert main(["embed", "--frames", str(shard), "--esm-model", str(tiny_models.esm_pt), "--dnabert-model",

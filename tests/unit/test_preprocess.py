@@ -237,6 +237,40 @@ def test_all_stops_record_is_reported(tmp_path):
     assert stats.records_without_frames == 1 and stats.frames == 0
 
 
+def test_records_below_min_length_are_listed_too_short_and_never_chunked(tmp_path, monkeypatch):
+    rng = random.Random(3)
+    records = [("long1", random_dna(rng, 900)), ("short", random_dna(rng, 299)), ("empty", ""),
+               ("edge", random_dna(rng, 300)), ("long2", random_dna(rng, 1200))]
+    write_fasta(tmp_path / "in.fa", records)
+    monkeypatch.setattr(pp, "BATCH_RECORDS", 2)  # batches that start and end on short records
+    stats = preprocess_file(tmp_path / "in.fa", 300, tmp_path / "cut", min_length=300)
+    rows = records_table(tmp_path / "cut")
+    assert [(r[0], r[1], r[2], r[4]) for r in rows][:3] == [
+        ("long1", "900", "3", rows[0][4]), ("short", "299", "0", "too_short"), ("empty", "0", "0", "empty")]
+    assert rows[1][3] == "0" and rows[3][4] != "too_short"  # 300 bp is not below --min-length 300
+    assert stats.too_short_records == 1 and stats.empty_records == 1 and stats.records == 5
+    chunked, frames = outputs(tmp_path / "cut")
+    assert not [i for i, _ in chunked if i.startswith("short_")]
+    assert not [f for f in frames if f[0].startswith("short_")]
+    # The other records are cut exactly as without the filter.
+    write_fasta(tmp_path / "rest.fa", [r for r in records if r[0] != "short"])
+    preprocess_file(tmp_path / "rest.fa", 300, tmp_path / "all")
+    for a, b in zip(outputs(tmp_path / "cut"), outputs(tmp_path / "all")):
+        assert a == b
+
+
+def test_cli_min_length(tmp_path, capsys):
+    from virnucpro.cli import main
+
+    write_fasta(tmp_path / "in.fa", [("a", "ATGAAATTTGGG"), ("b", "ATG" * 200)])
+    assert main(["preprocess", "--input", str(tmp_path / "in.fa"), "--chunk-length", "300", "--min-length", "100",
+                 "--outdir", str(tmp_path / "out")]) == 0
+    assert [r[4] for r in records_table(tmp_path / "out")] == ["too_short", "kept"]
+    with pytest.raises(SystemExit):
+        main(["preprocess", "--input", str(tmp_path / "in.fa"), "--chunk-length", "300", "--min-length", "-1",
+              "--outdir", str(tmp_path / "bad")])
+
+
 def test_gzip_fastq_input_gives_the_same_frames_as_fasta(tmp_path):
     records = _random_records(random.Random(9), 40)
     write_fasta(tmp_path / "in.fa", records)
@@ -320,3 +354,48 @@ def test_tiny_test_inputs_match_the_golden_records(tmp_path):
         assert list(read_sequences(tmp_path / "fa" / name)) == golden(name), name
     stats = preprocess_file(data / "tiny_reads.fq.gz", 300, tmp_path / "fq")
     assert stats.records == 30 and stats.chunks == 30 and stats.median_length == 150
+
+
+# --- protein input and empty files (issue 15) ---------------------------------------------------------------------
+
+# The issue's fibroin-like repeat: G A S Y V are all nucleotide codes, so only the protein letters around it tell.
+FIBROIN = "GAGAGSGAGAGSGAGAGYGAGVGAGAGS" * 30
+
+
+@pytest.mark.parametrize("letter", list("EFIJLOPQZ*") + ["e", "q"])
+def test_a_protein_letter_stops_the_input_naming_file_and_record(tmp_path, letter):
+    seq = "ACGTRYSWKMBDHVNU" * 5 + letter + "ACGT" * 10
+    (tmp_path / "in.fa").write_text(f">ok\nACGT\n>p1 desc\n{seq}\n")
+    with pytest.raises(InputError) as err:
+        preprocess_file(tmp_path / "in.fa", 300, tmp_path / "out")
+    assert err.value.path == str(tmp_path / "in.fa")
+    assert err.value.problem.startswith(f"record 2 ('p1') looks like a protein sequence, not DNA/RNA: "
+                                        f"'{letter}' at position 81")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.fa"]  # nothing written
+
+
+def test_a_real_protein_file_is_refused(tmp_path):
+    (tmp_path / "prot.faa").write_text(">fib\n" + "MKVLE" + FIBROIN + "\n")
+    with pytest.raises(InputError, match=r"looks like a protein sequence.*letters that are no nucleotide code: E "
+                                         r"L\)"):
+        preprocess_file(tmp_path / "prot.faa", 300, tmp_path / "out")
+
+
+def test_iupac_codes_and_u_stay_accepted(tmp_path):
+    seq = "ACGTURYSWKMBDHVN" * 40
+    (tmp_path / "in.fa").write_text(f">a\n{seq}\n>b\n{seq.lower()}\n")
+    stats = preprocess_file(tmp_path / "in.fa", 300, tmp_path / "out")
+    assert stats.records == 2 and stats.chunks == 2 * 3
+
+
+def test_a_zero_byte_file_is_an_error_unless_allowed(tmp_path, caplog):
+    (tmp_path / "empty.fa").write_bytes(b"")
+    with pytest.raises(InputError, match="empty file"):
+        preprocess_file(tmp_path / "empty.fa", 300, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    with caplog.at_level(logging.WARNING):
+        stats = preprocess_file(tmp_path / "empty.fa", 300, tmp_path / "out", sample="S", allow_empty=True)
+    assert stats.records == 0
+    assert (tmp_path / "out" / "records.tsv").read_text() == RECORDS_HEADER
+    assert all((tmp_path / "out" / f).read_bytes() == b"" for f in OUTPUTS)
+    assert "holds no records (empty file)" in caplog.text

@@ -121,7 +121,7 @@ def test_multiqc_files_are_well_formed(inputs, tmp_path):
         assert rows[0][0] == "Sample" and len({len(r) for r in rows}) == 1
         assert sorted(r[0] for r in rows[1:]) == sorted(["alpha", "b<&>eta", "empty"])
     calls = [line.split("\t") for line in (out / MQC_CALLS).read_text().splitlines() if not line.startswith("#")]
-    assert ["alpha", "4", "3", "1"] in calls
+    assert ["alpha", "4", "0", "3", "1", "0"] in calls  # summaries from before regions: viral counts as whole
     hist = json.loads((out / MQC_HISTOGRAM).read_text())
     assert hist["plot_type"] == "linegraph" and hist["id"] == "virnucpro_score_histogram"
     assert sum(hist["data"]["alpha"].values()) == 7 and len(hist["data"]) == 3
@@ -152,3 +152,67 @@ def test_bad_summaries_are_refused(inputs, tmp_path):
     with pytest.raises(InputError, match="also summarised"):
         write_report([inputs["summaries"][0], inputs["summaries"][0]], [], tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+# --- regions, min length and the report's first screen -----------------------------------------------------------
+
+def region_summary():
+    s = sample_summary("pro", 3, 5, 2)
+    s.update({"records": 11, "percent_viral": 100 * 3 / 11, "records_viral_whole": 1, "records_viral_partial": 2, "records_too_short": 1,
+              "records_no_prediction": 3, "regions": 4, "min_length": 1000, "threshold": 0.7, "chunk_length": 500,
+              "record_length": {"median": 5000},
+              "outputs": {"records": "pro.records.tsv", "regions": "pro.viral_regions.tsv"},
+              "top_regions": [
+                  {"region_id": "c2_region_1", "record_id": "c2", "record_length": 9000, "start": 1, "end": 9000,
+                   "length": 9000, "n_chunks": 18, "max_chunk_score": 0.8, "mean_chunk_score": 0.75,
+                   "whole_record": True},
+                  {"region_id": "c1_region_1", "record_id": "c1", "record_length": 68502, "start": 10913,
+                   "end": 57568, "length": 46656, "n_chunks": 94, "max_chunk_score": 0.95, "mean_chunk_score": 0.9,
+                   "whole_record": False}]})
+    return s
+
+
+PROVENANCE = {"precision": "fp32", "chunk_length": 500, "models": {
+    "esm": {"name": "ESM-2 (protein)", "kind": "file", "size": 1234567, "sha256": "ab" * 32, "test_model": True,
+            "path": "/m/esm.pt"}}}
+
+
+def test_report_leads_with_the_banner_then_counts_then_top_regions(tmp_path):
+    summary = tmp_path / "pro.summary.json"
+    summary.write_text(json.dumps(region_summary()))
+    prov = tmp_path / "model_provenance.json"
+    prov.write_text(json.dumps(PROVENANCE))
+    docs = tmp_path / "output.md"
+    docs.write_text("# virnucpro: Output\n")
+    embed = dict(EMBED, device="cpu (x86_64)", test_models=False)
+    (tmp_path / "pro.shard_00000.embed.json").write_text(json.dumps(embed))
+    out = tmp_path / "report"
+    assert main(["report", "--summaries", str(summary), "--embed-summaries",
+                 str(tmp_path / "pro.shard_00000.embed.json"), "--provenance", str(prov), "--docs", str(docs),
+                 "--outdir", str(out)]) == 0
+    html = (out / REPORT_NAME).read_text()
+    banner, samples, top = html.index('class="banner"'), html.index("<h2>Samples</h2>"), html.index("Top viral")
+    assert banner < samples < top
+    first_screen = html[banner:samples]
+    assert "TEST models" in first_screen and "ESM-2 (protein)" in first_screen  # from model_provenance.json
+    assert "0.7" in first_screen and "not the original" in first_screen  # a threshold that changes the calls
+    # Counts: records = viral + not viral + no prediction (other than too short) + too short.
+    row = re.search(r"<tr><td class=\"l\">pro</td>(.*?)</tr>", html[samples:top]).group(1)
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row)
+    assert cells[:8] == ["11", "3", "1", "2", "5", "2", "1", "27.3%"], cells
+    # Top regions sorted by score, with coordinates and thousands separators.
+    regions = re.findall(r"<td class=\"l\">(c\d_region_1)</td>", html[top:])
+    assert regions == ["c1_region_1", "c2_region_1"]
+    assert "10,913" in html[top:] and "57,568" in html[top:] and "0.950" in html[top:]
+    # Step labels say CPU; provenance is a table, not a JSON dump.
+    step_table = html.split("<h2>Embedding throughput</h2>")[1].split("</p>", 1)[1].split("</table>")[0]
+    assert "<td class=\"l\">CPU (x86_64)</td>" in step_table and "GPU" not in step_table
+    assert '"models"' not in html and "<td class=\"l\">ESM-2 (protein)</td>" in html and "ab" * 32 in html
+    # Every link is relative and points where the results folder has the file (or beside the report).
+    links = re.findall(r'href="([^"]+)"', html)
+    assert "output.md" in links and "../pro/pro.viral_regions.tsv" in links
+    assert (out / "output.md").read_text() == docs.read_text()
+    calls = (out / MQC_CALLS).read_text().splitlines()
+    assert "pro\t1\t2\t5\t2\t1" in calls
+    table = [line.split("\t") for line in (out / MQC_SUMMARY).read_text().splitlines() if not line.startswith("#")]
+    assert dict(zip(table[0], table[1]))["too_short"] == "1" and dict(zip(table[0], table[1]))["regions"] == "4"

@@ -268,3 +268,42 @@ def test_atomic_output_dir_leaves_nothing_on_failure(tmp_path):
     assert (tmp_path / "out" / "a.txt").read_text() == "again"
     assert (tmp_path / "out" / "sub" / "b.txt").read_text() == "b"
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+# --- non-ASCII header descriptions (issue 15) ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("description", ["strain Ñ".encode(), "strain Ñ".encode("latin-1"), "株 日本".encode()])
+def test_non_ascii_descriptions_are_accepted(tmp_path, description, monkeypatch):
+    path = tmp_path / "x.fa"
+    path.write_bytes(b">seq1 " + description + b"\nACGT\nAC\n>seq2 " + description * 3 + b"\nGG\n")
+    for block in (1, 7, 100_000):  # a header cut at a block boundary is still a header
+        monkeypatch.setattr(seqio, "_BLOCK_BYTES", block)
+        assert list(read_sequences(path)) == [("seq1", "ACGTAC"), ("seq2", "GG")], block
+    path.write_bytes(b"@r1 " + description + b"\nACGT\n+r1 " + description + b"\nIIII\n")
+    assert list(read_sequences(path)) == [("r1", "ACGT")]
+
+
+def test_non_ascii_in_an_id_says_ids_must_be_ascii(tmp_path):
+    path = tmp_path / "x.fa"
+    path.write_bytes(">ok\nAC\n>seqÑ strain\nACGT\n".encode())
+    assert problem(path) == ("record 2: id 'seqÑ' is not ASCII; record ids must be ASCII (they name chunks, frames "
+                             "and result rows), while the description after the id may hold any text")
+    path.write_bytes(b"@r\xd1 x\nACGT\n+\nIIII\n")
+    assert problem(path).startswith("record 1: id 'r\\xd1' is not ASCII; record ids must be ASCII")
+
+
+def test_non_ascii_outside_headers_is_still_binary(tmp_path):
+    path = tmp_path / "x.fq"
+    path.write_bytes("@r1 Ñ\nACGT\n+\nIIII\n@r2 Ñ\nAC\xc3\x91T\n+\nIIIII\n".encode("latin-1"))
+    assert problem(path) == "binary content in record 2: not a text FASTA/FASTQ file"
+    path.write_bytes(b"@r1\nACGT\n+\nII\xffI\n")
+    assert problem(path) == "binary content in record 1: not a text FASTA/FASTQ file"
+    path.write_bytes(b">r1 \xd1\x00\nACGT\n")  # a control byte is binary even in a description
+    assert problem(path) == "binary content in record 1: not a text FASTA/FASTQ file"
+
+
+@pytest.mark.parametrize("content", [b"", b"\n\n  \n", gzip.compress(b"")])
+def test_empty_file_is_allowed_when_asked(tmp_path, content):
+    path = tmp_path / "x.fa"
+    path.write_bytes(content)
+    assert list(read_sequences(path, allow_empty=True)) == []

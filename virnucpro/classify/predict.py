@@ -7,7 +7,10 @@ import torch
 
 from virnucpro.io.features import Features
 
-BATCH = 256  # the original's DataLoader batch size; rows are independent in eval mode
+# The original scored DataLoader batches of 256. Rows are independent in eval mode (BatchNorm uses its running
+# statistics), so a larger batch gives the same numbers (bit-identical with MKL, checked on 50,000 rows) in
+# less than half the time: small batches leave a many-core CPU waiting on thread start-up for every matmul.
+BATCH = 4096
 
 
 @torch.no_grad()

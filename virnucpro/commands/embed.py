@@ -40,6 +40,9 @@ def run(args) -> int:
 
     gpus = parse_gpu_list(args.gpus) if args.gpus else None
     raise_on_sigterm()
+    finished = _finished_task(args)
+    if finished and finished.reuse():
+        return 0
     try:
         embed_shard(
             args.frames, args.out, esm_model=args.esm_model, dnabert_model=args.dnabert_model, device=args.device,
@@ -53,4 +56,35 @@ def run(args) -> int:
         raise  # the CLI prints its one-line message and exits with its code
     except BaseException as exc:  # CUDA out of memory or faults, SIGTERM, bugs: one classified line, its exit code
         return report_failure(exc).exit_code
+    if finished:
+        finished.remember()
     return 0
+
+
+class _FinishedTask:
+    """This task's outputs as virnucpro.embed.finished remembers them across attempts (checkpoint dir only)."""
+
+    def __init__(self, args):
+        from virnucpro.embed import finished
+
+        self.module = finished
+        self.dir = args.checkpoint_dir
+        self.outputs = {"features": args.out, **({"summary": args.summary} if args.summary else {})}
+        self.digest = finished.task_digest(args.frames, args.esm_model, args.dnabert_model,
+                                           {"precision": args.precision, "device": args.device})
+
+    def reuse(self) -> bool:
+        return self.module.reuse(self.dir, self.digest, self.outputs)
+
+    def remember(self) -> None:
+        self.module.remember(self.dir, self.digest, self.outputs)
+
+
+def _finished_task(args):
+    """None without a checkpoint dir, or when the inputs cannot be read (embed_shard then says why)."""
+    if not args.checkpoint_dir:
+        return None
+    try:
+        return _FinishedTask(args)
+    except OSError:
+        return None

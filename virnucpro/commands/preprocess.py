@@ -14,6 +14,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _length(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of bases: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or a positive number of bases, got {text}")
+    return value
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", required=True, metavar="IN",
                    help="FASTA or FASTQ, plain, gzip, bzip2 or xz (detected from the content)")
@@ -22,7 +32,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "500_model.pth); other positive values are accepted for experiments")
     p.add_argument("--outdir", required=True, metavar="DIR",
                    help="writes chunked.fa, identified_nucleotide.fa, identified_protein.faa, records.tsv")
+    p.add_argument("--min-length", type=_length, default=0, metavar="BP",
+                   help="records shorter than BP bases are not chunked: records.tsv lists them as too_short "
+                        "(default 0: keep every record)")
     p.add_argument("--sample", metavar="ID", help="sample name, used in log messages")
+    p.add_argument("--allow-empty", action="store_true",
+                   help="a file without records (0 bytes) gives empty outputs and a warning, not an error (the "
+                        "pipeline's samplesheet runs: one empty sample must not stop the others)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,5 +51,6 @@ def run(args: argparse.Namespace) -> int:
             "chunk length %d matches no published model (trained lengths: %s)",
             args.chunk_length, ", ".join(map(str, CHUNK_LENGTHS)),
         )
-    preprocess_file(args.input, args.chunk_length, args.outdir, sample=args.sample)
+    preprocess_file(args.input, args.chunk_length, args.outdir, sample=args.sample, min_length=args.min_length,
+                    allow_empty=args.allow_empty)
     return 0

@@ -12,6 +12,7 @@ compute dtype (no fp32 host copy), which is quick enough to do there.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -170,11 +171,13 @@ def embed_shard(frames_path, out_path, *, esm_model, dnabert_model, device="auto
             return _embed(leased=None, compile=False, **run)
     times["host_rss_at_lease_bytes"] = current_rss_bytes()
     t = time.perf_counter()
-    with gpu_lease.acquire_gpu(lease_dir or gpu_lease.DEFAULT_LEASE_DIR, gpus) as leased:
+    with contextlib.ExitStack() as gpu:
+        leased = gpu.enter_context(gpu_lease.acquire_gpu(lease_dir or gpu_lease.DEFAULT_LEASE_DIR, gpus))
         times["lease_wait_seconds"] = time.perf_counter() - t
         if leased is None and device == "cuda":
             raise InputError("--device", "cuda was asked for but no GPU is available to this task")
-        return _embed(leased=leased, compile=compile, **run)
+        # _embed hands the lease back once the last batch is computed (gpu.close); exiting here then does nothing.
+        return _embed(leased=leased, compile=compile, release_gpu=gpu.close, **run)
 
 
 def _load_models(opened: list, device, dtype):
@@ -195,7 +198,8 @@ def _load_models(opened: list, device, dtype):
 
 
 def _embed(*, frames, frames_path, out_path, leased, opened, key_parts, precision, checkpoint_dir, checkpoint_every,
-           token_budget, summary_path, workers, t_start, times, compile_cache, dedup, compile=None) -> dict:
+           token_budget, summary_path, workers, t_start, times, compile_cache, dedup, compile=None,
+           release_gpu=None) -> dict:
     import torch
 
     from virnucpro.embed.checkpoint import PartStore, key_from_digests
@@ -277,11 +281,20 @@ def _embed(*, frames, frames_path, out_path, leased, opened, key_parts, precisio
             compute_seconds = time.perf_counter() - t_compute
             budgets = dict(zip([e.field for e in encoders], engine.budgets))
         telemetry.log_progress()
+        widths = dnabert.hidden_size, esm.embed_dim
+        compile_seconds = getattr(esm.forward_packed, "compile_seconds", lambda: 0.0)()
+        device_name = torch.cuda.get_device_name(dev) if cuda else None
+        gpu_peak = int(torch.cuda.max_memory_allocated(dev)) if cuda else None
+        if release_gpu is not None:
+            # The GPU's work is done: free it for the next task, which loads its models while this one writes.
+            del engine, encoders, esm, dnabert
+            if cuda:
+                torch.cuda.empty_cache()
+            release_gpu()
         if plan:
             final = rows.features()
         else:
-            final = Features([], np.zeros((0, dnabert.hidden_size), np.float32),
-                             np.zeros((0, esm.embed_dim), np.float32))
+            final = Features([], np.zeros((0, widths[0]), np.float32), np.zeros((0, widths[1]), np.float32))
         if final.ids != [f.id for f in frames]:
             raise RuntimeError("embedded rows do not match the shard's frames")  # never write a wrong file
         t = time.perf_counter()
@@ -298,7 +311,7 @@ def _embed(*, frames, frames_path, out_path, leased, opened, key_parts, precisio
     summary.update({
         "frames_file": str(frames_path),
         "output": str(out_path),
-        "device": torch.cuda.get_device_name(dev) if cuda else f"cpu ({platform.processor() or platform.machine()})",
+        "device": device_name or f"cpu ({platform.processor() or platform.machine()})",
         "gpu": getattr(leased, "physical_id", None) if cuda else None,
         "precision": effective,
         "test_models": test_models,
@@ -312,7 +325,7 @@ def _embed(*, frames, frames_path, out_path, leased, opened, key_parts, precisio
         "model_load_seconds": round(times["model_open_seconds"] + load_seconds, 3),
         "model_checksum_seconds": round(times["model_checksum_seconds"], 3),
         "lease_wait_seconds": round(times["lease_wait_seconds"], 3),
-        "compile_seconds": round(getattr(esm.forward_packed, "compile_seconds", lambda: 0.0)(), 3),
+        "compile_seconds": round(compile_seconds, 3),
         "compute_seconds": round(compute_seconds, 3),
         "write_seconds": round(write_seconds, 3),
         "peak_host_rss_bytes": peak_rss_bytes(),
@@ -320,7 +333,7 @@ def _embed(*, frames, frames_path, out_path, leased, opened, key_parts, precisio
         "total_seconds": round(time.perf_counter() - t_start, 3),
         "parts": len(plan),
         "parts_reused": len(plan) - len(todo),
-        "gpu_memory_peak_bytes": int(torch.cuda.max_memory_allocated(dev)) if cuda else None,
+        "gpu_memory_peak_bytes": gpu_peak,
         "torch": torch.__version__,
     })
     log.info("embed done: %d frames in %.1f s (%s)", len(frames), summary["total_seconds"],

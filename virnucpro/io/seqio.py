@@ -5,6 +5,10 @@ the file name), with Unix or Windows line endings, and yields ``(id, sequence)``
 is the header up to its first whitespace (what Biopython, and so the original VirNucPro, calls ``record.id``).
 Only the record being read is held in memory.
 
+Header descriptions (the text after the id) may hold any non-ASCII text, UTF-8, Latin-1 or other: the reader never
+decodes them. Ids must be ASCII (they name chunks, frames and result rows), and sequence and quality lines must be
+ASCII text.
+
 Bad input raises ``InputError(path, problem)`` with one problem: missing file, empty file, binary content,
 truncated or corrupt compressed stream, FASTQ record cut short or with sequence/quality lengths that differ,
 text that is neither FASTA nor FASTQ, and a record id seen twice. The original crashes on duplicate ids (fair-esm
@@ -45,6 +49,7 @@ _COMPRESSED = (
 # Bytes that never occur in a text sequence file: NUL and other C0 controls except tab, LF, CR, FF.
 _CONTROL_BYTES = bytes(b for b in range(32) if b not in b"\t\n\r\x0c") + b"\x7f"
 _NOT_TEXT = re.compile(rb"[^\t\n\r\x0c\x20-\x7e]")  # the same, plus every non-ASCII byte
+_CONTROL = re.compile(b"[" + re.escape(_CONTROL_BYTES) + b"]")
 
 
 def _open_binary(path: Path) -> tuple[BinaryIO, str]:
@@ -85,18 +90,21 @@ def _binary_problem(path: Path, record_number: int):
     return InputError(path, f"binary content in record {record_number}: not a text FASTA/FASTQ file")
 
 
-def read_sequences(path: str | os.PathLike, unique_ids: bool = True) -> Iterator[tuple[str, str]]:
+def read_sequences(path: str | os.PathLike, unique_ids: bool = True, allow_empty: bool = False
+                   ) -> Iterator[tuple[str, str]]:
     """Yield ``(id, sequence)`` for each record of a FASTA or FASTQ file, in file order.
 
     Sequences keep their case and letters; line breaks, CRs, tabs and spaces inside sequence lines are removed
     (Biopython removes spaces and CRs). With ``unique_ids`` (the default) a repeated id raises InputError naming
-    both record numbers; this keeps one dict entry per record, the only state that grows with the file.
+    both record numbers; this keeps one dict entry per record, the only state that grows with the file. With
+    ``allow_empty`` a file without any record (0 bytes, blank lines only) yields nothing instead of raising.
     """
-    for rid, seq in read_raw_sequences(path, unique_ids):
+    for rid, seq in read_raw_sequences(path, unique_ids, allow_empty):
         yield rid, seq.decode("ascii")
 
 
-def read_raw_sequences(path: str | os.PathLike, unique_ids: bool = True) -> Iterator[tuple[str, bytes]]:
+def read_raw_sequences(path: str | os.PathLike, unique_ids: bool = True, allow_empty: bool = False
+                       ) -> Iterator[tuple[str, bytes]]:
     """``read_sequences`` with the sequence as ASCII bytes (what preprocessing works on; saves a decode)."""
     path = Path(path)
     stream, kind = _open_binary(path)
@@ -106,6 +114,8 @@ def read_raw_sequences(path: str | os.PathLike, unique_ids: bool = True) -> Iter
         head = stream.peek(_SNIFF_BYTES)[:_SNIFF_BYTES]
         first = head.lstrip()[:1]
         if not head.strip():
+            if allow_empty:
+                return
             raise InputError(path, "empty file: no sequence records")
         if first == b">":
             records = _fasta_records(path, stream)  # both check every block for binary content
@@ -130,17 +140,21 @@ def _record_id(path: Path, header: bytes, record_number: int) -> str:
     try:
         return parts[0].decode("ascii") if parts else ""
     except UnicodeDecodeError:
-        raise _binary_problem(path, record_number) from None
+        shown = parts[0].decode("utf-8", "backslashreplace")
+        raise InputError(path, f"record {record_number}: id '{shown}' is not ASCII; record ids must be ASCII "
+                         "(they name chunks, frames and result rows), while the description after the id may "
+                         "hold any text") from None
 
 
-def _check_text(path: Path, text: bytes, records_before: int) -> None:
-    """Refuse bytes that cannot be in a text sequence file (non-ASCII, NUL and other control characters).
-    ``text`` is a run of whole lines read after ``records_before`` FASTA records had started."""
-    if text.isascii() and len(text.translate(None, _CONTROL_BYTES)) == len(text):
-        return
-    bad = _NOT_TEXT.search(text).start()
-    starts_before = text.count(b"\n>", 0, bad) + (text[:1] == b">")
-    raise _binary_problem(path, max(records_before + starts_before, 1))
+def _check_text(path: Path, text: bytes, records_before: int) -> bool:
+    """Refuse NUL and other control characters, which no text sequence file holds; returns whether ``text`` is all
+    ASCII (if not, the caller checks that its non-ASCII bytes stand in header lines only). ``text`` is a run of
+    whole lines read after ``records_before`` FASTA records had started."""
+    if len(text.translate(None, _CONTROL_BYTES)) != len(text):
+        bad = _CONTROL.search(text).start()
+        starts_before = text.count(b"\n>", 0, bad) + (text[:1] == b">")
+        raise _binary_problem(path, max(records_before + starts_before, 1))
+    return text.isascii()
 
 
 def _clean(text: bytes) -> bytes:
@@ -177,13 +191,15 @@ def _fasta_records(path: Path, stream: BinaryIO) -> Iterator[tuple[str, bytes]]:
     parts: list[bytes] = []  # cleaned sequence text of the record being read
     n = 0
     for text in _line_blocks(stream):
-        _check_text(path, text, n)
+        ascii_text = _check_text(path, text, n)
         pieces = text.split(b"\n>")
         if text[:1] == b">":
             pieces[0] = pieces[0][1:]
         else:
             first = pieces.pop(0)
             if header is not None:
+                if not (ascii_text or first.isascii()):  # non-ASCII is allowed in header lines only
+                    raise _binary_problem(path, n)
                 parts.append(_clean(first))
             elif first.strip():
                 raise InputError(path, "neither FASTA nor FASTQ: text before the first '>' header")
@@ -193,6 +209,8 @@ def _fasta_records(path: Path, stream: BinaryIO) -> Iterator[tuple[str, bytes]]:
                 yield _record_id(path, header, n), record
             n += 1
             header, _, body = piece.partition(b"\n")
+            if not (ascii_text or body.isascii()):
+                raise _binary_problem(path, n)
             parts = [_clean(body)]
     if header is not None:
         yield _record_id(path, header, n), b"".join(parts)
@@ -204,8 +222,9 @@ def _fastq_records(path: Path, stream: BinaryIO) -> Iterator[tuple[str, bytes]]:
     n = 0
     pending: list[bytes] = []  # lines of a record cut by the block boundary
     for text in _line_blocks(stream):
-        if not text.isascii() or len(text.translate(None, _CONTROL_BYTES)) != len(text):
-            bad = _NOT_TEXT.search(text).start()
+        ascii_block = text.isascii() and all(map(bytes.isascii, pending))
+        if len(text.translate(None, _CONTROL_BYTES)) != len(text):
+            bad = _CONTROL.search(text).start()
             raise _binary_problem(path, n + 1 + (len(pending) + text.count(b"\n", 0, bad)) // 4)
         lines = text.split(b"\n")
         if text[-1:] == b"\n":
@@ -219,6 +238,10 @@ def _fastq_records(path: Path, stream: BinaryIO) -> Iterator[tuple[str, bytes]]:
         whole = len(lines) - len(lines) % 4
         pending = lines[whole:]
         heads, seqs, pluses, quals = lines[0:whole:4], lines[1:whole:4], lines[2:whole:4], lines[3:whole:4]
+        if not ascii_block:  # non-ASCII is allowed in the header and '+' lines only
+            for i, (seq, qual) in enumerate(zip(seqs, quals)):
+                if not (seq.isascii() and qual.isascii()):
+                    raise _binary_problem(path, n + i + 1)
         firsts = b"".join([h[:1] for h in heads])
         if firsts != b"@" * len(heads):
             i = next(i for i, h in enumerate(heads) if h[:1] != b"@")

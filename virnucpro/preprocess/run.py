@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,10 @@ MAX_EMPTY_WARNINGS = 10
 PASS_BASES = 1 << 19  # chunk bases identified per NumPy pass: bounds the pass's arrays (~10 bytes per base)
 SHORT_READ_FRACTION = 0.75  # warn when the median record is shorter than this fraction of the chunk length
 
+# Letters that are no nucleotide code (IUPAC: A C G T U R Y S W K M B D H V N) but are amino acids, and the stop
+# '*': a record holding one is protein, and scoring its "frames" would give a meaningless call.
+_PROTEIN_ONLY = re.compile(rb"[EFIJLOPQZefijlopqz*]")
+
 OUTPUT_FILES = ("chunked.fa", "identified_nucleotide.fa", "identified_protein.faa", "records.tsv")
 
 # records.tsv: one row per input record, in input order, tab separated, with this header.
@@ -54,6 +59,7 @@ OUTPUT_FILES = ("chunked.fa", "identified_nucleotide.fa", "identified_protein.fa
 #   n_frames   frames written to identified_*.fa for this record (summed over its chunks)
 #   status     kept               at least one frame written
 #              empty              no sequence (header only); skipped, as the original would crash on it
+#              too_short          shorter than --min-length: not chunked, so it never reaches EMBED
 #              no_stop_free_frame every frame of every chunk has a stop codon (or no complete ACGT codon), so the
 #                                 record gets no prediction; the original drops such records silently
 RECORDS_HEADER = "record_id\tlength\tn_chunks\tn_frames\tstatus\n"
@@ -69,6 +75,8 @@ class PreprocessStats:
     chunk_length: int = 0
     records: int = 0
     empty_records: int = 0
+    too_short_records: int = 0
+    min_length: int = 0
     records_without_frames: int = 0
     chunks: int = 0
     frames: int = 0
@@ -108,17 +116,20 @@ def _wrapped_chunks(seq: bytes, starts: np.ndarray, lengths: np.ndarray, width: 
 
 
 class _Batch:
-    """Whole records (empty ones included, to keep records.tsv in input order) waiting to be processed together."""
+    """Whole records (empty and too short ones included, as empty sequences, to keep records.tsv in input order)
+    waiting to be processed together; ``lengths`` holds the true lengths of the records."""
 
     def __init__(self):
         self.ids: list[str] = []
         self.seqs: list[bytes] = []
+        self.lengths: list[int] = []
         self.bases = 0
 
-    def add(self, record_id: str, seq: bytes) -> None:
+    def add(self, record_id: str, seq: bytes, skip: bool = False) -> None:
         self.ids.append(record_id)
-        self.seqs.append(seq)
-        self.bases += len(seq)
+        self.seqs.append(b"" if skip else seq)
+        self.lengths.append(len(seq))
+        self.bases += 0 if skip else len(seq)
 
 
 class _Layout(NamedTuple):
@@ -200,13 +211,23 @@ def _flush(batch: _Batch, chunk_length: int, out: _Writers, stats: PreprocessSta
                                          minlength=len(batch.ids)).astype(np.int64)
 
     rows = []
-    for rid, rlen, rchunks, nframes in zip(
-        batch.ids, lay.record_length.tolist(), lay.chunks_of_record.tolist(), frames_per_record.tolist()
+    for rid, rlen, true_len, rchunks, nframes in zip(
+        batch.ids, lay.record_length.tolist(), batch.lengths, lay.chunks_of_record.tolist(),
+        frames_per_record.tolist()
     ):
-        status = "kept" if nframes else ("empty" if rlen == 0 else "no_stop_free_frame")
-        rows.append(f"{rid}\t{rlen}\t{rchunks}\t{nframes}\t{status}\n")
+        if nframes:
+            status = "kept"
+        elif true_len == 0:
+            status = "empty"
+        elif rlen == 0:
+            status = "too_short"  # added with an empty sequence: nothing of it is chunked or embedded
+        else:
+            status = "no_stop_free_frame"
+        rows.append(f"{rid}\t{true_len}\t{rchunks}\t{nframes}\t{status}\n")
     out.records.write("".join(rows))
     stats.records_without_frames += int(np.count_nonzero((frames_per_record == 0) & (lay.record_length > 0)))
+    stats.too_short_records += sum(1 for rlen, true_len in zip(lay.record_length.tolist(), batch.lengths)
+                                   if rlen == 0 and true_len > 0)
     stats.frames += int(frames_per_record.sum())
     stats.chunks += n_chunks
 
@@ -223,23 +244,42 @@ def _chunk_suffix(j: int) -> bytes:
 _SUFFIX = [s.encode("ascii") for s in FRAME_SUFFIXES]
 
 
+def _check_nucleotides(input_path, record_number: int, record_id: str, seq: bytes) -> None:
+    """Refuse a record holding a letter that only a protein has: it would be scored as if it were DNA."""
+    found = _PROTEIN_ONLY.search(seq)
+    if found:
+        letters = sorted({c.decode() for c in _PROTEIN_ONLY.findall(seq[:100_000].upper())})
+        raise InputError(input_path, f"record {record_number} ({record_id!r}) looks like a protein sequence, not "
+                         f"DNA/RNA: {found.group().decode()!r} at position {found.start() + 1} (letters that are "
+                         f"no nucleotide code: {' '.join(letters)}); nucleotides are A C G T U and the IUPAC codes "
+                         "R Y S W K M B D H V N")
+
+
 def preprocess_file(
-    input_path: str | os.PathLike, chunk_length: int, outdir: str | os.PathLike, sample: str | None = None
+    input_path: str | os.PathLike, chunk_length: int, outdir: str | os.PathLike, sample: str | None = None,
+    min_length: int = 0,
+    allow_empty: bool = False,
 ) -> PreprocessStats:
     """Chunk every record of ``input_path`` (FASTA/FASTQ, plain or compressed) to ``chunk_length`` and keep the
-    stop-free frames, writing ``OUTPUT_FILES`` into ``outdir`` atomically. Returns the counts (also logged)."""
+    stop-free frames, writing ``OUTPUT_FILES`` into ``outdir`` atomically. Records shorter than ``min_length``
+    bases are listed in records.tsv as too_short and not chunked. Returns the counts (also logged).
+    A record with a protein-only letter stops the run (InputError). With ``allow_empty`` a file without records
+    (0 bytes) gives empty outputs and a warning instead of an error."""
     if chunk_length <= 0:
         raise InputError(input_path, f"chunk length must be a positive number of bases, got {chunk_length}")
+    if min_length < 0:
+        raise InputError(input_path, f"minimum length must be 0 or a positive number of bases, got {min_length}")
     name = f"sample {sample}: " if sample else ""
-    stats = PreprocessStats(sample=sample, chunk_length=chunk_length)
+    stats = PreprocessStats(sample=sample, chunk_length=chunk_length, min_length=min_length)
     lengths = array("q")
     with atomic_output_dir(outdir) as tmpdir:
         out = _Writers(tmpdir)
         try:
             batch = _Batch()
-            for record_id, seq in read_raw_sequences(input_path):
+            for record_id, seq in read_raw_sequences(input_path, allow_empty=allow_empty):
                 stats.records += 1
                 if seq:
+                    _check_nucleotides(input_path, stats.records, record_id, seq)
                     lengths.append(len(seq))
                 else:
                     stats.empty_records += 1
@@ -248,19 +288,21 @@ def preprocess_file(
                                     record_id, input_path,
                                     " (further empty records are only counted)"
                                     if stats.empty_records == MAX_EMPTY_WARNINGS else "")
-                batch.add(record_id, seq)
+                batch.add(record_id, seq, skip=len(seq) < min_length)
                 if batch.bases >= BATCH_BASES or len(batch.ids) >= BATCH_RECORDS:
                     _flush(batch, chunk_length, out, stats)
                     batch = _Batch()
             _flush(batch, chunk_length, out, stats)
         finally:
             out.close()
+    if stats.records == 0:
+        log.warning("%s%s holds no records (empty file): the sample is reported with 0 records", name, input_path)
     stats.median_length = float(np.median(np.frombuffer(lengths, dtype=np.int64))) if len(lengths) else 0.0
     stats.outputs = {f: str(Path(outdir) / f) for f in OUTPUT_FILES}
     log.info(
-        "%s%d records read (%d empty, %d without a stop-free frame), %d chunks of <= %d bp, %d frames kept",
-        name, stats.records, stats.empty_records, stats.records_without_frames, stats.chunks, chunk_length,
-        stats.frames,
+        "%s%d records read (%d empty, %d shorter than %d bp, %d without a stop-free frame), %d chunks of <= %d bp, "
+        "%d frames kept", name, stats.records, stats.empty_records, stats.too_short_records, min_length,
+        stats.records_without_frames, stats.chunks, chunk_length, stats.frames,
     )
     if lengths and stats.median_length < SHORT_READ_FRACTION * chunk_length:
         log.warning(

@@ -2,10 +2,13 @@
 custom-content files, built from the per-sample summary JSONs (aggregate) and the per-shard embed summaries.
 
 Outputs in ``outdir`` (written atomically):
-  virnucpro_report.html              per-sample table, % viral per sample, score histogram per sample,
-                                     throughput per GPU step, warnings, provenance
+  virnucpro_report.html              banner (test models, warnings that change what scores mean), per-sample
+                                     counts, top viral regions, links to the result files, score histograms,
+                                     embedding throughput per step (CPU or GPU), warnings, provenance tables
+  output.md                          docs/output.md, when given, so that the report's link to it works
   virnucpro_summary_mqc.tsv          MultiQC table: one row per sample
-  virnucpro_calls_mqc.tsv            MultiQC bar graph: viral / not viral / no prediction records per sample
+  virnucpro_calls_mqc.tsv            MultiQC bar graph: viral whole / viral partial / not viral / no prediction /
+                                     too short records per sample
   virnucpro_score_histogram_mqc.json MultiQC line graph: records per virus_score bin, per sample
 """
 
@@ -16,11 +19,13 @@ import os
 from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
+from urllib.parse import quote
 
 from virnucpro import __version__
 from virnucpro.errors import InputError
 from virnucpro.io.atomic import atomic_output_dir
 from virnucpro.report import svg
+from virnucpro.report.aggregate import CHUNK_LENGTHS, SHORT_READ_FRACTION
 
 REPORT_NAME = "virnucpro_report.html"
 MQC_SUMMARY = "virnucpro_summary_mqc.tsv"
@@ -29,6 +34,8 @@ MQC_HISTOGRAM = "virnucpro_score_histogram_mqc.json"
 # Embed summaries name each encoder by the frame field it embeds.
 MODEL_NAMES = {"nucleotide": "DNABERT-S (nucleotide)", "protein": "ESM-2 (protein)"}
 SAMPLE_KEYS = ("sample", "records", "records_viral", "percent_viral", "frames", "histograms")
+TOP_ROWS = 25  # regions in the report's top table, over all samples
+DOCS_NAME = "output.md"  # the output documentation, copied beside the report when given
 
 
 def load_json(path: str | os.PathLike, required: tuple[str, ...] = ()) -> dict:
@@ -108,56 +115,142 @@ def throughput_by_model(embeds: list[dict]) -> list[dict]:
 # HTML
 
 CSS = """
-body{font-family:sans-serif;margin:24px;color:#222;max-width:1100px}
-h1{font-size:22px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ccc}
+body{font-family:sans-serif;margin:24px;color:#222;max-width:1200px}
+h1{font-size:22px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ccc}h3{font-size:14px}
 table{border-collapse:collapse;font-size:13px}th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}
 th{background:#f2f2f2}td.l,th.l{text-align:left}.warn{background:#fff3cd;border:1px solid #e0c36a;padding:6px 10px}
+.banner{background:#f8d7da;border:2px solid #c0392b;padding:8px 12px;margin:10px 0}.banner li{margin:3px 0}
 .grid{display:flex;flex-wrap:wrap;gap:10px}.note{color:#555;font-size:13px}pre{background:#f7f7f7;padding:8px;
-overflow-x:auto;font-size:12px}
+overflow-x:auto;font-size:12px}code{font-size:12px}
 """
 
-
-def _fmt(x, digits: int = 2) -> str:
-    if x is None:
-        return "NA"
-    if isinstance(x, bool):
-        return "yes" if x else "no"
-    if isinstance(x, int):
-        return f"{x:,}"
-    if isinstance(x, float):
-        return f"{x:,.{digits}f}"
-    return escape(str(x))
+# One number format per kind of number, everywhere in the report.
+def _count(x) -> str:
+    return "NA" if x is None else f"{int(x):,}"
 
 
-def _table(header: list[str], rows: list[list], left: int = 1) -> str:
-    """An HTML table; the first ``left`` columns are text (left-aligned), the rest numbers."""
+def _percent(x) -> str:
+    return "NA" if x is None else f"{float(x):.1f}%"
+
+
+def _score(x) -> str:
+    return "NA" if x is None else f"{float(x):.3f}"
+
+
+def _seconds(x) -> str:
+    return "NA" if x is None else f"{float(x):,.1f}"
+
+
+def _rate(x) -> str:
+    return "NA" if x is None else f"{float(x):,.0f}"
+
+
+def _text(x) -> str:
+    return "NA" if x is None else escape(str(x))
+
+
+def _yes_no(x) -> str:
+    return "NA" if x is None else ("yes" if x else "no")
+
+
+def _table(header: list[str], rows: list[list[str]], left: int = 1) -> str:
+    """An HTML table of already formatted (escaped) cells; the first ``left`` columns are text (left-aligned)."""
     out = ["<table><tr>"]
     out += [f'<th class="{"l" if k < left else ""}">{escape(h)}</th>' for k, h in enumerate(header)]
     out.append("</tr>")
     for row in rows:
         out.append("<tr>" + "".join(
-            f'<td class="{"l" if k < left else ""}">{_fmt(v)}</td>' for k, v in enumerate(row)) + "</tr>")
+            f'<td class="{"l" if k < left else ""}">{v}</td>' for k, v in enumerate(row)) + "</tr>")
     out.append("</table>")
     return "".join(out)
 
 
+def _device_label(device) -> str:
+    """Where a step ran, in words: CPU or GPU (with its name)."""
+    text = str(device or "?")
+    return f"CPU {text[3:].strip()}".strip() if text.lower().startswith("cpu") else f"GPU {text}"
+
+
+def _no_prediction_other(s: dict) -> int:
+    """Records without a prediction for a reason other than --min-length (empty, stop codons in every frame)."""
+    return (s.get("records_no_prediction") or 0) - (s.get("records_too_short") or 0)
+
+
+def _banner(samples: list[dict], embeds: list[dict], provenance: list[dict]) -> str:
+    """Warnings that make the scores meaningless or change what they mean, before anything else."""
+    items = []
+    test_models = sorted({m.get("name", role) for p in provenance for role, m in p.get("models", {}).items()
+                          if m.get("test_model")})
+    if test_models or any(e.get("test_models") for e in embeds):
+        which = f" ({', '.join(test_models)})" if test_models else ""
+        items.append(f"<b>TEST models</b>{escape(which)}: tiny random-weight models were used, so every score and "
+                     "call in this report is meaningless. Use the published models for real results.")
+    for s in samples:
+        name = f"<b>{escape(s['sample'])}</b>: "
+        length, median = s.get("chunk_length"), (s.get("record_length") or {}).get("median")
+        if length is None:
+            items.append(name + "chunk length unknown; the calls cannot be matched to a published model.")
+        elif length not in CHUNK_LENGTHS:
+            items.append(name + f"chunk length {length} bp matches no published model (300 or 500 bp): the scores "
+                         "come from a model that never saw chunks of this length.")
+        elif median and median < SHORT_READ_FRACTION * length:
+            items.append(name + f"median record length {median:g} bp is much shorter than the {length} bp chunks "
+                         "the model was trained on: calls on such short records are unreliable.")
+        if s.get("threshold", 0.5) != 0.5:
+            items.append(name + f"records are called viral at virus_score &ge; {s['threshold']:g}, not the "
+                         "original's 0.5: the viral counts are not those the original VirNucPro would give.")
+    if not items:
+        return ""
+    return '<div class="banner"><b>Read this first</b><ul>' + "".join(f"<li>{i}</li>" for i in items) + "</ul></div>"
+
+
 def _samples_section(samples: list[dict]) -> str:
-    header = ["sample", "records", "viral", "% viral", "% viral of scored", "not viral", "no prediction",
-              "chunks", "frames", "median length (bp)", "chunk length", "threshold"]
-    rows = [[s["sample"], s["records"], s["records_viral"], float(s["percent_viral"]),
-             float(s.get("percent_viral_of_scored", 0.0)), s.get("records_not_viral"),
-             s.get("records_no_prediction"), s.get("chunks"), s["frames"],
-             s.get("record_length", {}).get("median"), s.get("chunk_length"), float(s.get("threshold", 0.5))]
+    header = ["sample", "records", "viral", "whole", "partial", "not viral", "no prediction", "too short",
+              "% viral", "regions", "median length (bp)", "chunk length (bp)", "min length (bp)", "threshold"]
+    rows = [[_text(s["sample"]), _count(s["records"]), _count(s["records_viral"]),
+             _count(s.get("records_viral_whole")), _count(s.get("records_viral_partial")),
+             _count(s.get("records_not_viral")), _count(_no_prediction_other(s)),
+             _count(s.get("records_too_short", 0)), _percent(s["percent_viral"]), _count(s.get("regions")),
+             _count((s.get("record_length") or {}).get("median")), _count(s.get("chunk_length")),
+             _count(s.get("min_length", 0)), _score(s.get("threshold", 0.5))]
             for s in samples]
-    bars = svg.stacked_bars(
-        [(s["sample"], [(c, 100.0 * s.get(f"records_{c}", 0) / s["records"] if s["records"] else 0.0)
-                        for c in ("viral", "not_viral", "no_prediction")]) for s in samples],
-        100.0, "% of the sample's records")
-    key = svg.legend([("viral", "viral"), ("not_viral", "not viral"), ("no_prediction", "no prediction")])
+
+    def shares(s):
+        n = s["records"] or 1
+        whole = s.get("records_viral_whole", s["records_viral"])
+        parts = [("viral", whole), ("partial", s.get("records_viral_partial", 0)),
+                 ("not_viral", s.get("records_not_viral", 0)), ("no_prediction", _no_prediction_other(s)),
+                 ("too_short", s.get("records_too_short", 0))]
+        return [(c, 100.0 * v / n if s["records"] else 0.0) for c, v in parts]
+
+    bars = svg.stacked_bars([(s["sample"], shares(s)) for s in samples], 100.0, "% of the sample's records")
+    key = svg.legend([("viral", "viral, whole"), ("partial", "viral, partial"), ("not_viral", "not viral"),
+                      ("no_prediction", "no prediction"), ("too_short", "too short")])
     return ("<h2>Samples</h2>" + _table(header, rows)
-            + "<h2>% viral per sample</h2>" + key + "<br>" + bars
-            + '<p class="note">A record is viral when its virus_score is at or above the threshold; records with no '
-              "frame to score (empty, or a stop codon in every frame) have no prediction. See docs/output.md.</p>")
+            + '<p class="note"><b>viral</b> = <b>whole</b> + <b>partial</b>: a viral record is whole when its one '
+              "viral region holds every scored chunk, partial when the viral chunks cover only part of it (a "
+              "prophage candidate, or several regions). <b>no prediction</b>: empty, or a stop codon in every frame "
+              "of every chunk. <b>too short</b>: below --min_length, never classified. records = viral + not viral "
+              "+ no prediction + too short.</p>"
+            + "<h3>Calls per sample</h3>" + key + "<br>" + bars)
+
+
+def _top_regions_section(samples: list[dict]) -> str:
+    rows = sorted(((s["sample"], r) for s in samples for r in s.get("top_regions", [])),
+                  key=lambda t: (-t[1]["max_chunk_score"], -t[1]["mean_chunk_score"], t[0]))[:TOP_ROWS]
+    if not rows:
+        return "<h2>Top viral regions</h2><p>No viral region in any sample.</p>"
+    table = _table(
+        ["sample", "region", "record", "record length (bp)", "start", "end", "region length (bp)", "chunks",
+         "max chunk score", "mean chunk score", "call"],
+        [[_text(sample), _text(r["region_id"]), _text(r["record_id"]), _count(r["record_length"]),
+          _count(r["start"]), _count(r["end"]), _count(r["length"]), _count(r["n_chunks"]),
+          _score(r["max_chunk_score"]), _score(r["mean_chunk_score"]), "whole" if r["whole_record"] else "partial"]
+         for sample, r in rows], left=3)
+    return ("<h2>Top viral regions</h2>"
+            f'<p class="note">The {len(rows)} best-scoring regions over all samples, by max then mean chunk score. '
+            "Coordinates are 1-based and inclusive; all regions are in each sample's "
+            "<code>&lt;sample&gt;.viral_regions.tsv</code> (also GFF3 and BED).</p>" + table)
 
 
 def _histograms_section(samples: list[dict]) -> str:
@@ -173,64 +266,103 @@ def _histograms_section(samples: list[dict]) -> str:
 
 def _throughput_section(embeds: list[dict]) -> str:
     if not embeds:
-        return "<h2>Throughput per GPU step</h2><p class=\"note\">No embed summaries given.</p>"
+        return "<h2>Embedding throughput</h2><p class=\"note\">No embed summaries given.</p>"
     steps = throughput_by_model(embeds)
-    step_rows = [[MODEL_NAMES.get(s["model"], s["model"]), ", ".join(sorted(s["devices"])),
-                  ", ".join(sorted(s["precisions"])), s["shards"], s["sequences"], s["tokens"],
-                  float(s["device_seconds"]), s["tokens_per_s"], s["sequences_per_s"],
-                  f"{s['copied']} ({100.0 * s['copied'] / s['dedup_frames']:.1f}%)" if s["dedup_frames"] else "–"]
+    step_rows = [[_text(MODEL_NAMES.get(s["model"], s["model"])),
+                  _text(", ".join(sorted(_device_label(d) for d in s["devices"]))),
+                  _text(", ".join(sorted(s["precisions"]))), _count(s["shards"]), _count(s["sequences"]),
+                  _count(s["tokens"]), _seconds(s["device_seconds"]), _rate(s["tokens_per_s"]),
+                  _rate(s["sequences_per_s"]),
+                  _text(f"{_count(s['copied'])} ({100.0 * s['copied'] / s['dedup_frames']:.1f}%)"
+                        if s["dedup_frames"] else "–")]
                  for s in steps]
     model_names = [s["model"] for s in steps]
     shard_rows = []
     for e in embeds:
-        row = [e["sample"], e["shard"], e.get("device"), e.get("precision"), e.get("test_models"),
-               e.get("frames"), e.get("wall_seconds"), e.get("frames_per_s")]
-        row += [e.get("models", {}).get(m, {}).get("tokens_per_s") for m in model_names]
-        row += [e.get("parts_reused")]
+        row = [_text(e["sample"]), _text(e["shard"]), _text(_device_label(e.get("device"))),
+               _text(e.get("precision")), _yes_no(e.get("test_models")), _count(e.get("frames")),
+               _seconds(e.get("wall_seconds")), _rate(e.get("frames_per_s"))]
+        row += [_rate(e.get("models", {}).get(m, {}).get("tokens_per_s")) for m in model_names]
+        row += [_count(e.get("parts_reused"))]
         shard_rows.append(row)
     xmax = svg._nice_max(max((e.get("frames_per_s") or 0) for e in embeds))
     bars = svg.stacked_bars([(f"{e['sample']}:{e['shard']}", [("bar", e.get("frames_per_s") or 0.0)])
                              for e in embeds], xmax, "frames per second (wall time of the embed task)")
-    warn = ""
-    if any(e.get("test_models") for e in embeds):
-        warn = ('<p class="warn">Tiny random-weight TEST models were used for embedding: the scores in this run '
-                "mean nothing.</p>")
-    return ("<h2>Throughput per GPU step</h2>" + warn
-            + _table(["step (model)", "device", "precision", "shards", "sequences", "tokens", "device s",
+    return ("<h2>Embedding throughput</h2>"
+            '<p class="note">One step per embedding model; "ran on" says whether it ran on the CPU or a GPU.</p>'
+            + _table(["step (model)", "ran on", "precision", "shards", "sequences", "tokens", "device time (s)",
                       "tokens/s", "sequences/s", "duplicates copied (not embedded)"], step_rows, left=3)
             + '<p class="note">Rates are over summed per-batch device time. Per shard:</p>'
-            + _table(["sample", "shard", "device", "precision", "test models", "frames", "wall s", "frames/s"]
-                     + [f"{MODEL_NAMES.get(m, m)} tokens/s" for m in model_names] + ["checkpoint parts reused"],
-                     shard_rows, left=5)
+            + _table(["sample", "shard", "ran on", "precision", "test models", "frames", "wall time (s)",
+                      "frames/s"] + [f"{MODEL_NAMES.get(m, m)} tokens/s" for m in model_names]
+                     + ["checkpoint parts reused"], shard_rows, left=5)
             + bars)
 
 
 def _warnings_section(samples: list[dict]) -> str:
     items = [f"<li><b>{escape(s['sample'])}</b>: {escape(w)}</li>" for s in samples for w in s.get("warnings", [])]
-    return "<h2>Warnings</h2>" + ("<ul>" + "".join(items) + "</ul>" if items else "<p>None.</p>")
+    return "<h2>All warnings</h2>" + ("<ul>" + "".join(items) + "</ul>" if items else "<p>None.</p>")
 
 
-def _provenance_section(samples: list[dict], embeds: list[dict], files: list[Path]) -> str:
+def _files_section(samples: list[dict], docs: str | None) -> str:
+    """Links to each sample's result files, relative to report/ in the results folder (<outdir>/<sample>/...)."""
+    rows = []
+    for s in samples:
+        links = [f'<a href="../{quote(s["sample"])}/{quote(name)}">{escape(name)}</a>'
+                 for key, name in (s.get("outputs") or {}).items()]
+        rows.append([_text(s["sample"]), " ".join(links)])
+    doc = (f' Every column and file is described in <a href="{quote(docs)}">{escape(docs)}</a> (beside this '
+           "report).") if docs else ""
+    return ("<h2>Result files</h2>"
+            f'<p class="note">Links are relative to this report in the results folder.{doc}</p>'
+            + _table(["sample", "files"], rows, left=2))
+
+
+def _provenance_section(samples: list[dict], embeds: list[dict], files: list[tuple[Path, dict | None]]) -> str:
     versions = sorted({str(s.get("virnucpro_version")) for s in samples})
     torch_versions = sorted({str(e["torch"]) for e in embeds if e.get("torch")})
-    rows = [["virnucpro", ", ".join(versions)]]
+    rows = [["virnucpro", _text(", ".join(versions))]]
     if torch_versions:
-        rows.append(["torch (embed)", ", ".join(torch_versions)])
+        rows.append(["torch (embed)", _text(", ".join(torch_versions))])
     out = "<h2>Software and models</h2>" + _table(["component", "version"], rows, left=2)
-    for path in files:
-        text = Path(path).read_text(encoding="utf-8", errors="replace")
-        out += f"<h3>{escape(Path(path).name)}</h3><pre>{escape(text)}</pre>"
+    for path, record in files:
+        out += f"<h3>{escape(Path(path).name)}</h3>"
+        if record is None:
+            out += f"<pre>{escape(Path(path).read_text(encoding='utf-8', errors='replace'))}</pre>"
+            continue
+        settings = [[escape(k), _text(record.get(k))] for k in ("precision", "chunk_length", "virnucpro_version")
+                    if k in record]
+        out += _table(["setting", "value"], settings, left=2)
+        models = [[_text(m.get("name", role)), _text(m.get("kind")), _yes_no(m.get("test_model")),
+                   _text(m.get("path")), f"<code>{_text(m.get('sha256'))}</code>", _count(m.get("size"))]
+                  for role, m in record.get("models", {}).items()]
+        out += "<br>" + _table(["model", "kind", "test model", "path", "sha256", "size (bytes)"], models, left=5)
     return out
 
 
-def render_html(samples: list[dict], embeds: list[dict], provenance: list[Path]) -> str:
+def _read_provenance(paths: list[Path]) -> list[tuple[Path, dict | None]]:
+    """Each provenance file with its parsed record when it is model_provenance.json-like JSON, else None."""
+    out = []
+    for path in paths:
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            data = None
+        out.append((path, data if isinstance(data, dict) and "models" in data else None))
+    return out
+
+
+def render_html(samples: list[dict], embeds: list[dict], provenance: list[Path], docs: str | None = None) -> str:
     created = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    body = (_samples_section(samples) + _histograms_section(samples) + _throughput_section(embeds)
-            + _warnings_section(samples) + _provenance_section(samples, embeds, provenance))
+    records = _read_provenance(provenance)
+    body = (_banner(samples, embeds, [r for _, r in records if r]) + _samples_section(samples)
+            + _top_regions_section(samples) + _files_section(samples, docs) + _histograms_section(samples)
+            + _throughput_section(embeds) + _warnings_section(samples)
+            + _provenance_section(samples, embeds, records))
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>virnucpro report</title>"
             f"<style>{CSS}</style></head><body><h1>virnucpro report</h1>"
-            f'<p class="note">{len(samples)} sample(s); virnucpro {escape(__version__)}; written {created}. '
-            "Column definitions: docs/output.md.</p>" + body + "</body></html>\n")
+            f'<p class="note">{len(samples)} sample(s); virnucpro {escape(__version__)}; written {created}.</p>'
+            + body + "</body></html>\n")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -259,26 +391,31 @@ def multiqc_files(samples: list[dict]) -> dict[str, str]:
         "plot_type": "table",
         "pconfig": {"id": "virnucpro_summary_table", "title": "VirNucPro: per-sample summary"},
     })
-    columns = ["Sample", "records", "viral", "percent_viral", "not_viral", "no_prediction", "chunks", "frames",
-               "median_length", "chunk_length", "threshold"]
+    columns = ["Sample", "records", "viral", "viral_whole", "viral_partial", "percent_viral", "not_viral",
+               "no_prediction", "too_short", "regions", "chunks", "frames", "median_length", "chunk_length",
+               "min_length", "threshold"]
     summary += "\t".join(columns) + "\n"
     for s in samples:
         summary += "\t".join(_tsv_cell(v) for v in (
-            s["sample"], s["records"], s["records_viral"], s["percent_viral"], s.get("records_not_viral"),
-            s.get("records_no_prediction"), s.get("chunks"), s["frames"], s.get("record_length", {}).get("median"),
-            s.get("chunk_length"), s.get("threshold"))) + "\n"
+            s["sample"], s["records"], s["records_viral"], s.get("records_viral_whole"),
+            s.get("records_viral_partial"), s["percent_viral"], s.get("records_not_viral"),
+            _no_prediction_other(s), s.get("records_too_short", 0), s.get("regions"), s.get("chunks"), s["frames"],
+            s.get("record_length", {}).get("median"), s.get("chunk_length"), s.get("min_length", 0),
+            s.get("threshold"))) + "\n"
 
     calls = _mqc_header({
         "id": "virnucpro_calls",
         "section_name": "VirNucPro calls",
-        "description": "Records called viral, not viral, or without a prediction (no frame to score).",
+        "description": "Records called viral (whole record or part of it), not viral, without a prediction (no "
+                       "frame to score), or too short to classify (--min_length).",
         "plot_type": "bargraph",
         "pconfig": {"id": "virnucpro_calls_plot", "title": "VirNucPro: calls per sample", "ylab": "records"},
     })
-    calls += "Sample\tviral\tnot_viral\tno_prediction\n"
+    calls += "Sample\tviral_whole\tviral_partial\tnot_viral\tno_prediction\ttoo_short\n"
     for s in samples:
-        calls += f"{s['sample']}\t{s['records_viral']}\t{s.get('records_not_viral', 0)}\t" \
-                 f"{s.get('records_no_prediction', 0)}\n"
+        whole = s.get("records_viral_whole", s["records_viral"])  # summaries from before regions: all whole
+        calls += f"{s['sample']}\t{whole}\t{s.get('records_viral_partial', 0)}\t{s.get('records_not_viral', 0)}\t" \
+                 f"{_no_prediction_other(s)}\t{s.get('records_too_short', 0)}\n"
 
     # A line graph in TSV needs a header row whose meaning differs between MultiQC versions; JSON does not.
     edges = samples[0]["histograms"]["edges"] if samples else []
@@ -296,8 +433,12 @@ def multiqc_files(samples: list[dict]) -> dict[str, str]:
 
 
 def write_report(summary_paths: list[Path], embed_paths: list[Path], outdir: Path,
-                 provenance: list[Path] | None = None) -> list[Path]:
+                 provenance: list[Path] | None = None, docs: Path | None = None) -> list[Path]:
+    """Write the report files into ``outdir``; ``docs`` (docs/output.md) is copied beside them as DOCS_NAME so that
+    the report's link to it works wherever the results folder goes."""
     samples = load_sample_summaries(summary_paths)
+    if docs is not None and not Path(docs).is_file():
+        raise InputError(docs, "output documentation not found")
     embeds = load_embed_summaries(embed_paths or [])
     provenance = [Path(p) for p in provenance or []]
     for p in provenance:
@@ -306,7 +447,10 @@ def write_report(summary_paths: list[Path], embed_paths: list[Path], outdir: Pat
     edges = {tuple(s["histograms"]["edges"]) for s in samples}
     if len(edges) > 1:
         raise InputError(summary_paths[0], "the sample summaries use different histogram bins")
-    files = {REPORT_NAME: render_html(samples, embeds, provenance), **multiqc_files(samples)}
+    files = {REPORT_NAME: render_html(samples, embeds, provenance, DOCS_NAME if docs else None),
+             **multiqc_files(samples)}
+    if docs is not None:
+        files[DOCS_NAME] = Path(docs).read_text(encoding="utf-8")
     with atomic_output_dir(outdir) as tmp:
         for name, text in files.items():
             (tmp / name).write_text(text, encoding="utf-8")

@@ -34,9 +34,11 @@ SHARD_INDEX = re.compile(r"shard_([0-9]+)")
 PREPROCESS_COLUMNS = ("record_id", "length", "n_chunks", "n_frames", "status")
 RECORD_COLUMNS = (
     "record_id", "length", "status", "n_chunks", "n_frames", "n_chunks_scored", "n_chunks_viral",
-    "fraction_chunks_viral", "max_p_virus", "mean_chunk_score", "virus_score", "call",
+    "fraction_chunks_viral", "max_p_virus", "mean_chunk_score", "virus_score", "call", "n_regions", "viral_bp",
+    "region_call",
 )
 CALLS = ("viral", "not_viral", "no_prediction")
+REGION_CALLS = ("whole", "partial", "not_viral", "no_prediction")
 HISTOGRAM_BINS = 20
 MISSING = "NA"
 SHOW_IDS = 5  # ids named in an error message before "... and N more"
@@ -61,6 +63,11 @@ class RecordResult:
     mean_chunk_score: float | None = None
     virus_score: float | None = None
     call: str = "no_prediction"
+    # chunk number -> [max P(others), max P(virus), frames] over the chunk's scored frames
+    chunk_best: dict[int, list] = field(default_factory=dict)
+    n_regions: int = 0
+    viral_bp: int = 0
+    region_call: str = ""  # set by the caller from the regions; the call itself until then
 
     def row(self) -> str:
         r = self.record
@@ -68,7 +75,7 @@ class RecordResult:
         cells = (
             r.record_id, r.length, r.status, r.n_chunks, r.n_frames, self.n_chunks_scored, self.n_chunks_viral,
             _number(fraction), _probability(self.max_p_virus), _number(self.mean_chunk_score),
-            _number(self.virus_score), self.call,
+            _number(self.virus_score), self.call, self.n_regions, self.viral_bp, self.region_call or self.call,
         )
         return "\t".join(map(str, cells)) + "\n"
 
@@ -209,7 +216,7 @@ def roll_up(records: Iterator[PreprocessRecord], preds: Predictions, threshold: 
             if i + rec.n_frames > n:
                 raise InputError(records_path, f"line {rec.line}: record {rec.record_id!r} has {rec.n_frames} "
                                                f"frame(s), but the predictions end after {n - i} more")
-            chunks: dict[str, list[float]] = {}  # chunk id -> [max P(others), max P(virus)]
+            chunks = result.chunk_best
             prefix = rec.record_id + "_chunk_"
             scores_of_frames = probs[i:i + rec.n_frames].tolist()  # one NumPy call per record, not per frame
             for k, (p_others, p_virus) in zip(range(i, i + rec.n_frames), scores_of_frames):
@@ -221,16 +228,17 @@ def roll_up(records: Iterator[PreprocessRecord], preds: Predictions, threshold: 
                         records_path, f"line {rec.line}: record {rec.record_id!r} expects {rec.n_frames} frame(s) "
                         f"of its {rec.n_chunks} chunk(s), but {preds.where(k)} is {frame!r}: the predictions do "
                         "not match this records table (missing, extra or reordered frames)")
-                best = chunks.setdefault(frame[:-2], [0.0, 0.0])
+                best = chunks.setdefault(int(m.group(1)), [0.0, 0.0, 0])
+                best[2] += 1
                 if p_others > best[0]:
                     best[0] = p_others
                 if p_virus > best[1]:
                     best[1] = p_virus
             i += rec.n_frames
-            scores = [0.5 + (p_virus - p_others) / 2 for p_others, p_virus in chunks.values()]
+            scores = [0.5 + (p_virus - p_others) / 2 for p_others, p_virus, _ in chunks.values()]
             result.n_chunks_scored = len(chunks)
-            result.n_chunks_viral = sum(p_virus >= p_others for p_others, p_virus in chunks.values())
-            result.max_p_virus = max(p_virus for _, p_virus in chunks.values())
+            result.n_chunks_viral = sum(p_virus >= p_others for p_others, p_virus, _ in chunks.values())
+            result.max_p_virus = max(p_virus for _, p_virus, _ in chunks.values())
             result.mean_chunk_score = math.fsum(scores) / len(scores)
             result.virus_score = max(scores)
             result.call = "viral" if result.virus_score >= threshold else "not_viral"

@@ -9,7 +9,8 @@ import math
 from html import escape
 
 FONT = "font-family:sans-serif;font-size:11px"
-COLORS = {"viral": "#c0392b", "not_viral": "#2e86c1", "no_prediction": "#aab7b8", "bar": "#5d6d7e"}
+COLORS = {"viral": "#c0392b", "partial": "#e59866", "not_viral": "#2e86c1", "no_prediction": "#aab7b8",
+          "too_short": "#d5d8dc", "bar": "#5d6d7e"}
 
 
 def _num(x: float) -> str:
@@ -99,11 +100,11 @@ def histogram(counts: list[int], edges: list[float], threshold: float | None, ti
 
 def legend(categories: list[tuple[str, str]]) -> str:
     """Colour keys: (category, label) pairs."""
-    width = 170 * len(categories)
+    width = 130 * len(categories)
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="18" viewBox="0 0 {width} 18" '
            f'style="{FONT}">']
     for k, (category, label) in enumerate(categories):
-        x = 170 * k
+        x = 130 * k
         out.append(f'<rect x="{x}" y="3" width="12" height="12" fill="{COLORS.get(category, COLORS["bar"])}"/>')
         out.append(f'<text x="{x + 17}" y="13">{escape(label)}</text>')
     out.append("</svg>")

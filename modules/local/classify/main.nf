@@ -1,7 +1,8 @@
 // Score one shard's features with the VirNucPro classifier (per-frame predictions, input order).
+// process_low: a 400,000-frame shard's features are 5.3 GB, held twice while scoring.
 process CLASSIFY {
     tag "${meta.id}:${meta.shard}"
-    label 'process_single'
+    label 'process_low'
 
     input:
     tuple val(meta), path(features)

@@ -1,4 +1,5 @@
-// One report for the whole run: HTML summary and MultiQC custom content over every sample.
+// One report for the whole run: HTML summary and MultiQC custom content over every sample, with the output
+// documentation copied beside it (the report links to it).
 process REPORT {
     tag "${meta.id}"
     label 'process_single'
@@ -6,6 +7,7 @@ process REPORT {
     input:
     tuple val(meta), path(summaries, arity: '1..*', stageAs: 'summaries/*'), path(embed_summaries, arity: '1..*', stageAs: 'embed/*')
     path(provenance, stageAs: 'provenance/*')
+    path(docs, stageAs: 'docs/*')
 
     output:
     tuple val(meta), path('report/*'), emit: report
@@ -23,6 +25,7 @@ process REPORT {
         --summaries ${sample_summaries} \\
         --embed-summaries ${shard_summaries} \\
         --provenance ${provenance} \\
+        --docs ${docs} \\
         --outdir report \\
         ${args}
     """
@@ -30,7 +33,7 @@ process REPORT {
     stub:
     """
     mkdir -p report
-    touch report/virnucpro_report.html report/virnucpro_summary_mqc.tsv report/virnucpro_calls_mqc.tsv
+    touch report/virnucpro_report.html report/virnucpro_summary_mqc.tsv report/virnucpro_calls_mqc.tsv report/output.md
     echo '{}' > report/virnucpro_score_histogram_mqc.json
     """
 }

@@ -305,7 +305,10 @@ def readsFile(sheet, String sample, String location, List problems) {
     if (!(location ==~ /^[A-Za-z][A-Za-z0-9+.-]*:\/\/.*/)) {
         def reads = file(location)
         def problem = sniffSequenceFile(reads)
-        if (problem) {
+        if (problem == emptyFileProblem(reads)) {
+            // One empty assembly must not block the other samples: it runs as an empty sample and is reported.
+            log.warn("virnucpro: sample ${record.sample}: ${problem}; it runs as a sample with 0 records")
+        } else if (problem) {
             problems << problem
         }
         return reads
@@ -328,13 +331,18 @@ def sniffSequenceFile(path) {
         return "${path}: is a directory, expected a FASTA or FASTQ file".toString()
     }
     if (path.size() == 0) {
-        return "${path}: file is empty".toString()
+        return emptyFileProblem(path)
     }
     try {
         return path.withInputStream { raw -> sniffStream(path, new BufferedInputStream(raw)) }
     } catch (IOException e) {
         return "${path}: cannot be read as FASTA/FASTQ (${e.message})".toString()
     }
+}
+
+// No record at all (0 bytes, blank lines, an empty .gz): an error for a lone --input, a warning in a samplesheet.
+def emptyFileProblem(path) {
+    return "${path}: file is empty".toString()
 }
 
 def sniffStream(path, BufferedInputStream stream) {
@@ -350,7 +358,7 @@ def sniffStream(path, BufferedInputStream stream) {
     def first = head.find { b -> !Character.isWhitespace((b & 0xff) as char) }
     first = first == null ? -1 : (first & 0xff)
     if (first == -1) {
-        return "${path}: file is empty".toString()
+        return emptyFileProblem(path)
     }
     if (first != ('>' as char) as int && first != ('@' as char) as int) {
         def shown = first >= 32 && first < 127 ? "'${first as char}'" : String.format('byte 0x%02x', first)

@@ -18,7 +18,7 @@ OUTDIR       ?= results
 # Root installs system packages directly; anyone else through sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install java maven venv nextflow test-models test slurm test-slurm demo clean
+.PHONY: install java maven venv nextflow test-models test slurm test-slurm demo image image-tools image-archive test-image lint-schema clean
 
 install: java venv nextflow
 
@@ -77,8 +77,43 @@ test-slurm: install test-models slurm
 	VIRNUCPRO_SLURM_TESTS=1 $(VENV_PY) -m pytest tests/slurm tests/pipeline/test_slurm_pipeline.py
 
 # The whole pipeline on the bundled test data with the tiny models (2 CPUs, a couple of minutes).
-demo: install test-models
+demo: install
 	$(NEXTFLOW) run main.nf -profile test --outdir $(OUTDIR)
+
+# The pipeline's container image, virnucpro:<version>, without an image registry (docs/install.md): a Debian 12
+# root filesystem (mmdebstrap) + the pinned packages from PyPI, imported with podman. As root.
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' virnucpro/__init__.py)
+IMAGE   ?= virnucpro:$(VERSION)
+
+image-tools:
+	@if ! command -v mmdebstrap >/dev/null || ! command -v podman >/dev/null || ! command -v runc >/dev/null; then \
+	  echo "installing mmdebstrap podman runc from Debian"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq mmdebstrap podman runc; \
+	fi
+
+image: image-tools
+	$(SUDO) tools/image/build.sh $(IMAGE)
+
+# For docker load and for `apptainer build x.sif docker-archive://...` (the cluster route).
+image-archive:
+	podman save --format docker-archive -o virnucpro-$(VERSION).docker.tar $(IMAGE)
+
+# -profile test,podman from a bare clone of HEAD, against the venv run: the published results must be identical.
+test-image: install
+	@podman image exists $(IMAGE) || $(MAKE) image
+	tools/image/test_image.sh
+
+# nf-core's schema lint (nf-core tools from PyPI, in their own venv: they pin other versions than ours).
+NFCORE_VERSION := 4.2.1
+NFCORE_VENV    := tools/nf-core/.venv
+
+$(NFCORE_VENV)/.installed:
+	$(PYTHON) -m venv $(NFCORE_VENV)
+	$(NFCORE_VENV)/bin/python -m pip install -q nf-core==$(NFCORE_VERSION)
+	touch $@
+
+lint-schema: nextflow $(NFCORE_VENV)/.installed
+	PATH=$(CURDIR)/$(NXF_DIR):$$PATH $(NFCORE_VENV)/bin/nf-core pipelines schema lint nextflow_schema.json
 
 clean:
 	rm -rf work .nextflow .nextflow.log* $(OUTDIR)

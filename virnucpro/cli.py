@@ -24,6 +24,7 @@ COMMANDS = {
     "report": "Write the run's HTML report and MultiQC files.",
     "predict": "Run the whole computation on one machine, without Nextflow.",
     "check-samplesheet": "Validate a samplesheet and list its samples.",
+    "pool-mates": "Pool the two mate files of paired reads into one FASTA, mate ids made unique.",
     "publish": "Put a finished result folder into --outdir as one unit (all of it or nothing).",
     "provenance": "Check the models, then record their files (sha256, size, path), precision and chunk length.",
     "check-models": "Check that the model files are readable and fit together (widths, chunk length).",
@@ -69,6 +70,12 @@ def _module(name: str):
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["multiqc"]:
+        # The MULTIQC step: MultiQC from this same environment (venv or image), which need not be on PATH.
+        from multiqc.__main__ import run_multiqc
+
+        sys.argv = ["multiqc", *argv[1:]]
+        return run_multiqc()
     parser = argparse.ArgumentParser(prog="virnucpro", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"virnucpro {__version__}")
     parser.add_argument("--versions", action=_PrintVersions,

@@ -1,7 +1,8 @@
 /*
- * VIRNUCPRO: per sample PREPROCESS -> SHARD -> EMBED (per shard, GPU) -> CLASSIFY (per shard) -> AGGREGATE,
- * then one REPORT over all samples, with PROVENANCE (model checks and checksums, precision) once per run, before
- * any EMBED: EMBED takes its record, so a wrong model stops the run before GPU work. Shards are
+ * VIRNUCPRO: per sample [POOL_MATES, paired reads only] -> PREPROCESS -> SHARD -> EMBED (per shard, GPU) -> CLASSIFY
+ * (per shard) -> AGGREGATE, then one REPORT over all samples and MULTIQC over the report's MultiQC files and the
+ * software versions, with PROVENANCE (model checks and checksums, precision) once per run, before any EMBED: EMBED
+ * takes its record, so a wrong model stops the run before GPU work. Shards are
  * contiguous slices of a sample's frames, so putting the shard predictions back in shard-name order restores
  * input order; AGGREGATE gets the shard TSVs too and checks that.
  */
@@ -13,10 +14,12 @@ include { CLASSIFY   } from '../modules/local/classify'
 include { AGGREGATE  } from '../modules/local/aggregate'
 include { REPORT     } from '../modules/local/report'
 include { PROVENANCE } from '../modules/local/provenance'
+include { POOL_MATES } from '../modules/local/pool_mates'
+include { MULTIQC    } from '../modules/local/multiqc'
 
 workflow VIRNUCPRO {
     take:
-    ch_samples      // [ meta, reads ]
+    ch_samples      // [ meta, reads ]: reads is one file, or the two mate files of paired reads
 
     main:
     def esm_model     = file(params.esm_model, checkIfExists: true)
@@ -27,7 +30,15 @@ workflow VIRNUCPRO {
 
     PROVENANCE(esm_model, dnabert_model, classifier, params.precision, params.chunk_length, checkpoint_dir)
 
-    PREPROCESS(ch_samples, params.chunk_length)
+    // Paired reads become one FASTA holding both mates (ids made unique); other samples keep their one file.
+    ch_input = ch_samples.branch { meta, reads ->
+        paired: reads instanceof List
+        single: true
+    }
+    POOL_MATES(ch_input.paired.map { meta, reads -> [meta, reads[0], reads[1]] })
+    ch_reads = ch_input.single.mix(POOL_MATES.out.reads)
+
+    PREPROCESS(ch_reads, params.chunk_length)
 
     SHARD(PREPROCESS.out.frames, params.shard_tokens)
 
@@ -53,7 +64,7 @@ workflow VIRNUCPRO {
     ch_aggregate = ch_predictions
         .join(ch_shard_lists)
         .join(PREPROCESS.out.records)
-        .join(ch_samples)
+        .join(ch_reads)
 
     AGGREGATE(ch_aggregate, params.chunk_length)
 
@@ -102,20 +113,32 @@ workflow VIRNUCPRO {
         .map { meta, files, n_published -> publishFolder("${params.outdir}/report", asList(files).collect { f -> [f.name, f] }) }
 
     // Software versions, from every process's `topic: versions` outputs; a `virnucpro --versions` output holds
-    // one `tool: version` line per tool.
-    channel.topic('versions')
+    // one `tool: version` line per tool. The *_mqc_versions.yml name is what MultiQC reads as software versions.
+    ch_versions_yaml = channel.topic('versions')
         .flatMap { process, tool, version -> versionRows(process.tokenize(':').last(), tool, version.toString()) }
         .unique()
         .toList()
         .map { rows -> versionsYaml(rows) }
-        .subscribe { yaml -> writeRunFile("${params.outdir}/pipeline_info/software_versions.yml", yaml + '\n') }
+        .map { yaml -> yaml + '\n' }
+    // Written like the other run files; MULTIQC reads a copy under the *_mqc_versions.yml name it looks for.
+    ch_versions_yaml.subscribe { yaml -> writeRunFile("${params.outdir}/pipeline_info/virnucpro_software_mqc_versions.yml", yaml) }
+    ch_versions = ch_versions_yaml.collectFile(name: 'virnucpro_software_mqc_versions.yml')
+
+    // REPORT's MultiQC custom content plus the versions; combine() appends the versions file to the list.
+    ch_multiqc = REPORT.out.report
+        .map { meta, files -> (files instanceof List ? files : [files]).findAll { f -> f.name.contains('_mqc') } }
+        .combine(ch_versions)
+        .map { files -> [[id: 'multiqc'], files] }
+    MULTIQC(ch_multiqc, file("${projectDir}/assets/multiqc_config.yml", checkIfExists: true))
 
     results = AGGREGATE.out.summary
     report = REPORT.out.report
+    multiqc_report = MULTIQC.out.report
 
     emit:
     results
     report
+    multiqc_report
 }
 
 // Shard files in shard order: shard_00000 … shard_99999, shard_100000 …, i.e. by name length, then by name.

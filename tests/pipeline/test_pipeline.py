@@ -1,6 +1,6 @@
 """The Nextflow pipeline end to end, driven through `nextflow run` (nf-test is not obtainable offline).
 
-One run of `-profile test` (bundled data in assets/test/, tiny models in tests/models/ from `make test-models`) is
+One run of `-profile test` (bundled data and tiny models in assets/test/, models from `make-test-models`) is
 shared by the tests of its outputs; the failure-mode tests each start Nextflow with a bad parameter and check
 that it stops before running anything, with one line naming the file, and leaves --outdir untouched.
 Needs the toolchain: `make install test-models` (`make test` does both).
@@ -8,6 +8,7 @@ Needs the toolchain: `make install test-models` (`make test` does both).
 
 from __future__ import annotations
 
+import csv
 import gzip
 import hashlib
 import json
@@ -30,6 +31,7 @@ PREPROCESS_FILES = ("chunked.fa", "identified_nucleotide.fa", "identified_protei
 REPORT_FILES = ("virnucpro_report.html", "virnucpro_summary_mqc.tsv", "virnucpro_calls_mqc.tsv",
                 "virnucpro_score_histogram_mqc.json", "output.md")
 REGION_FILES = ("chunks.tsv", "viral_regions.tsv", "viral_regions.gff3", "viral_regions.bed", "viral_regions.fa")
+VERSIONS_FILE = "virnucpro_software_mqc_versions.yml"  # *_mqc_versions.yml: MultiQC's software versions
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -169,10 +171,10 @@ def test_report_and_pipeline_info(test_run):
         assert len(list(info.glob(pattern))) == 1, pattern
     trace = next(info.glob("execution_trace_*.txt")).read_text().splitlines()
     processes = {line.split("\t")[3].split(" (")[0].split(":")[-1] for line in trace[1:]}
-    assert processes == {"PREPROCESS", "SHARD", "EMBED", "CLASSIFY", "AGGREGATE", "REPORT", "PROVENANCE"}
+    assert processes == {"PREPROCESS", "SHARD", "EMBED", "CLASSIFY", "AGGREGATE", "REPORT", "PROVENANCE", "MULTIQC"}
     params = json.loads((info / "params.json").read_text())
     assert params["chunk_length"] == 300 and params["input"].endswith("samplesheet.csv")
-    versions = (info / "software_versions.yml").read_text()
+    versions = (info / VERSIONS_FILE).read_text()
     for expected in ("PREPROCESS:", "EMBED:", "Nextflow:", "virnucpro:"):
         assert expected in versions, versions
     # EMBED's `virnucpro --versions` lines, split into one entry per tool, from the task's own environment.
@@ -183,8 +185,28 @@ def test_report_and_pipeline_info(test_run):
     assert embed["python"] == ".".join(map(str, sys.version_info[:3])) and "transformers" in embed, embed
 
 
+def test_multiqc_report_has_our_sections_general_statistics_and_versions(test_run):
+    outdir, result = test_run.outdir, test_run.result
+    assert result.returncode == 0
+    data = outdir / "multiqc" / "multiqc_data"
+    assert (outdir / "multiqc" / "multiqc_report.html").stat().st_size > 0
+    for section in ("virnucpro_summary_table", "virnucpro_calls_plot", "virnucpro_score_histogram_plot"):
+        assert (data / f"multiqc_{section}.txt").is_file(), section
+    with open(data / "multiqc_general_stats.txt") as handle:
+        rows = {row["Sample"]: row for row in csv.DictReader(handle, delimiter="\t")}
+    assert set(rows) == {sample for sample, _ in samplesheet_rows()}
+    for sample, row in rows.items():
+        summary = json.loads((outdir / sample / f"{sample}.summary.json").read_text())
+        assert int(row["custom_content_virnucpro_general_stats-records"]) == summary["records"], row
+        assert int(row["custom_content_virnucpro_general_stats-viral"]) == summary["records_viral"], row
+    with open(data / "multiqc_software_versions.txt") as handle:
+        versions = {row["Sample"]: row for row in csv.DictReader(handle, delimiter="\t")}
+    import torch
+    assert versions["EMBED"]["torch"] == torch.__version__ and versions["Workflow"]["virnucpro"] == "0.1.0"
+
+
 def _section(yaml_text: str, process: str) -> dict[str, str]:
-    """`tool: 'version'` entries under `process:` in software_versions.yml."""
+    """`tool: 'version'` entries under `process:` in the versions file."""
     lines = yaml_text.splitlines()
     start = lines.index(f"{process}:") + 1
     entries = {}
@@ -223,7 +245,7 @@ def test_model_provenance_is_published_and_shown_in_the_report(test_run):
     assert record["precision"] == "fp32" and record["chunk_length"] == 300
     models = record["models"]
     esm = models["esm"]
-    assert esm["path"] == str((REPO / "tests" / "models" / "esm2_tiny.pt").resolve())
+    assert esm["path"] == str((TEST_DATA / "models" / "esm2_tiny.pt").resolve())
     assert esm["sha256"] == hashlib.sha256(Path(esm["path"]).read_bytes()).hexdigest()
     dnabert = models["dnabert"]
     assert {f["name"] for f in dnabert["files"]} >= {"config.json", "pytorch_model.bin"}
@@ -248,6 +270,7 @@ def test_stub_run_writes_every_file_under_its_real_name(tmp_path):
     assert result.returncode == 0, result.stdout[-4000:]
     assert sorted(p.name for p in (outdir / "report").iterdir()) == sorted(REPORT_FILES)
     assert (outdir / "pipeline_info" / "model_provenance.json").is_file()
+    assert (outdir / "multiqc" / "multiqc_report.html").is_file()
     for sample, _ in samplesheet_rows():
         records = (outdir / sample / "preprocess" / "records.tsv").read_text().splitlines()
         assert records[0] == "record_id\tlength\tn_chunks\tn_frames\tstatus", records
@@ -265,7 +288,7 @@ def test_single_file_input_is_named_after_the_file(tmp_path):
     result = run_nextflow(["-profile", "test", "-stub", "--outdir", str(outdir),
                            "--input", str(TEST_DATA / "test.fastq.gz")], tmp_path, timeout=600)
     assert result.returncode == 0, result.stdout[-4000:]
-    assert sorted(p.name for p in outdir.iterdir()) == ["pipeline_info", "report", "test"]
+    assert sorted(p.name for p in outdir.iterdir()) == ["multiqc", "pipeline_info", "report", "test"]
     assert (outdir / "test" / "preprocess" / "chunked.fa").is_file()
 
 
@@ -286,6 +309,49 @@ def test_scripts_pass_the_strict_parser(tmp_path):
     result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "Submitted process > VIRNUCPRO:REPORT" in result.stdout
+
+
+@pytest.fixture
+def http_folder(tmp_path):
+    """A folder served over HTTP on 127.0.0.1 (a stand-in for https://, s3:// etc.: a URI Nextflow must stage)."""
+    import functools
+    import http.server
+    import threading
+
+    served = tmp_path / "served"
+    served.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield served, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_paired_reads_metadata_and_a_uri_from_a_samplesheet(tmp_path, http_folder):
+    """fastq_1 + fastq_2 are one sample holding both mates (ids r/1, r/2); a URI row is staged by Nextflow."""
+    served, base = http_folder
+    reads = [line for line in gzip.open(TEST_DATA / "test.fastq.gz", "rt").read().splitlines()]
+    first = [reads[i:i + 4] for i in range(0, 8, 4)]   # two reads, as both mates of two pairs
+    for name, mate in (("pair_R1.fastq", "1"), ("pair_R2.fastq", "2")):
+        (tmp_path / name).write_text("".join(f"{r[0].split()[0]} {mate}:N:0:1\n{r[1]}\n+\n{r[3]}\n" for r in first))
+    (served / "remote.fa").write_text(">remote_1 from a URI\n" + read_fasta(TEST_DATA / "test.fa")[0][1] + "\n")
+    sheet = tmp_path / "samples.csv"
+    sheet.write_text("sample,fastq_1,fastq_2,fasta,batch\n"
+                     f"paired,pair_R1.fastq,pair_R2.fastq,,b1\n"
+                     f"remote,,,{base}/remote.fa,b2\n")
+    outdir = tmp_path / "results"
+    result = run_nextflow(["-profile", "test", "--input", str(sheet), "--outdir", str(outdir)], tmp_path)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    ids = [r[0].split()[0][1:] for r in first]
+    with open(outdir / "paired" / "paired.records.tsv") as handle:
+        listed = [line.split("\t")[0] for line in handle.read().splitlines()[1:]]
+    assert listed == [f"{i}/{mate}" for i in ids for mate in ("1", "2")]
+    with open(outdir / "remote" / "remote.records.tsv") as handle:
+        assert [line.split("\t")[0] for line in handle.read().splitlines()[1:]] == ["remote_1"]
+    scripts = [p.read_text() for p in (tmp_path / "work").glob("*/*/.command.sh")]
+    assert sum("virnucpro pool-mates" in s for s in scripts) == 1
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -331,16 +397,72 @@ def test_bad_input_stops_before_anything_runs(tmp_path, case):
 
 
 def test_wrong_values_are_listed_one_line_each(tmp_path):
+    """Wrong values stop the run, one line each; an unknown parameter only warns, naming the closest known one."""
     outdir = tmp_path / "results"
     result = run_nextflow(["-profile", "test", "--outdir", str(outdir), "--chunk_length", "400",
                            "--precision", "fp8", "--chunk-lenght", "300"], tmp_path, timeout=300)
     assert result.returncode != 0
-    messages = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("virnucpro:")]
+    output = result.stdout + result.stderr
+    messages = [line for line in output.splitlines() if line.startswith("virnucpro:")]
     assert any("--chunk_length" in m and "300, 500" in m for m in messages), messages
     assert any("--precision" in m and "fp8" in m for m in messages), messages
-    assert any("unknown parameter --chunk_lenght" in m for m in messages), messages
-    assert len(messages) == 3, messages
+    assert len(messages) == 2, messages
+    warnings = [line for line in output.splitlines() if "unknown parameter --chunk_lenght" in line]
+    assert len(warnings) == 1 and "closest known parameter: --chunk_length" in warnings[0], output
     assert not outdir.exists()
+
+
+def test_unknown_parameter_is_an_error_when_the_config_asks(tmp_path):
+    config = tmp_path / "strict.config"
+    config.write_text("validation.failUnrecognisedParams = true\n")
+    outdir = tmp_path / "results"
+    result = run_nextflow(["-c", str(config), "-profile", "test", "--outdir", str(outdir), "--treshold", "0.7"],
+                          tmp_path, timeout=300)
+    assert result.returncode != 0
+    messages = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("virnucpro:")]
+    assert messages == ["virnucpro: unknown parameter --treshold (closest known parameter: --threshold; see --help)"]
+    assert "Submitted process" not in result.stdout
+    assert not outdir.exists()
+
+
+# An institutional profile written the way nf-core/configs writes them (conf/<site>.config): description, contact
+# and URL, the older max_* caps (a memory and a duration value, not strings), a genomics-only parameter.
+INSTITUTIONAL_CONFIG = """
+params {
+    config_profile_description = 'Example University HPC profile provided by nf-core/configs.'
+    config_profile_contact     = 'Research Computing (@example-rc)'
+    config_profile_url         = 'https://hpc.example.org/nextflow'
+    config_profile_name        = 'example_hpc'
+    max_memory                 = 3.GB
+    max_cpus                   = 1
+    max_time                   = '2.h'
+    igenomes_base              = '/shared/reference/igenomes'
+}
+process {
+    executor      = 'local'
+    maxRetries    = 1
+}
+trace.fields = 'name,cpus,memory,time'
+"""
+
+
+def test_an_nf_core_configs_style_profile_runs_and_its_caps_apply(tmp_path):
+    config = tmp_path / "example_hpc.config"
+    config.write_text(INSTITUTIONAL_CONFIG)
+    outdir = tmp_path / "results"
+    result = run_nextflow(["-c", str(config), "-profile", "test", "-stub", "--outdir", str(outdir)], tmp_path,
+                          timeout=600)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert "unknown parameter" not in output and "WARN" not in output, output[-4000:]
+    trace = next((outdir / "pipeline_info").glob("execution_trace_*.txt")).read_text().splitlines()
+    header = trace[0].split("\t")
+    rows = [dict(zip(header, line.split("\t"))) for line in trace[1:]]
+    assert {row["name"].split(" (")[0].split(":")[-1] for row in rows} >= {"EMBED", "MULTIQC"}
+    # max_cpus 1 (below the test profile's 2), max_memory 3 GB (below 6 GB) and max_time 2 h (above 1 h).
+    assert {row["cpus"] for row in rows} == {"1"}, rows
+    assert {row["memory"] for row in rows} == {"3 GB"}, rows
+    assert {row["time"] for row in rows} == {"1h"}, rows
 
 
 def test_help_lists_every_schema_parameter(tmp_path):
@@ -351,6 +473,21 @@ def test_help_lists_every_schema_parameter(tmp_path):
     for name in names:
         assert f"--{name} " in result.stdout, name
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("engine, gpu_option", [("docker", "--gpus all"), ("podman", "--device nvidia.com/gpu=all"),
+                                               ("singularity", "--nv"), ("apptainer", "--nv")])
+def test_container_profiles_compose_with_test_and_gpu(tmp_path, engine, gpu_option):
+    result = subprocess.run(nextflow_command() + ["config", str(REPO), "-flat", "-profile", f"test,gpu,{engine}"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    flat = result.stdout
+    assert f"{engine}.enabled = true" in flat
+    assert "process.container = 'virnucpro:0.1.0'" in flat
+    assert "params.device = 'cuda'" in flat and "params.chunk_length = 300" in flat  # gpu over test, test kept
+    assert gpu_option in flat and "withLabel:process_gpu" in flat
+    others = {"docker", "podman", "singularity", "apptainer"} - {engine}
+    assert not any(f"{other}.enabled = true" in flat for other in others)
 
 
 def test_schema_documents_every_config_parameter(tmp_path):

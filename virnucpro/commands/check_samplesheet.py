@@ -9,10 +9,11 @@ HELP = "Validate a samplesheet and list its samples."
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", required=True, metavar="SHEET.csv",
-                   help="CSV with a header: sample plus a fasta or a fastq column; relative paths are relative to "
-                        "the samplesheet's folder")
-    p.add_argument("--out", metavar="VALID.csv",
-                   help="write the checked sheet here: columns sample,path,format, absolute paths")
+                   help="CSV with a header: sample, then fasta, fastq or fastq_1[,fastq_2], plus any metadata "
+                        "columns; relative paths are relative to the samplesheet's folder, URIs are kept")
+    p.add_argument("--out", metavar="VALID.json",
+                   help="write the checked samples here as JSON: sample, files (absolute paths or URIs), format, "
+                        "meta (the metadata columns)")
     p.add_argument("--schema", metavar="JSON", help="schema to check against (default: assets/schema_input.json)")
 
 

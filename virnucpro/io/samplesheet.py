@@ -5,20 +5,23 @@ the file uses (plus nf-schema's ``exists``, ``uniqueEntries`` and ``errorMessage
 input itself, offline, without the nf-schema plugin or a jsonschema dependency. A keyword this module does not know
 stops it with a bug report instead of being skipped silently.
 
-The sheet: a header row, then one row per sample. Columns are the schema's properties (``sample`` and ``fasta`` or
-``fastq``); cells are trimmed; blank lines are skipped; a UTF-8 byte-order mark and Windows line endings are fine.
-Relative file paths are resolved against the samplesheet's folder (not the working directory), so a sheet and its
-files can be moved together. Every problem is an ``InputError`` whose message names the sheet, the line and the
+The sheet: a header row, then one row per sample. Columns are the schema's properties (``sample``, then ``fasta``,
+``fastq``, or ``fastq_1`` with an optional ``fastq_2`` for paired reads); any other column is metadata that travels
+with the sample. Cells are trimmed; blank lines are skipped; a UTF-8 byte-order mark and Windows line endings are
+fine. Relative file paths are resolved against the samplesheet's folder (not the working directory), so a sheet and
+its files can be moved together; URIs (``s3://``, ``gs://``, ``https://``, ...) are kept as written, for Nextflow to
+stage, and are not checked here. Every problem is an ``InputError`` whose message names the sheet, the line and the
 problem; the first problem found stops the check.
 """
 
 from __future__ import annotations
 
 import csv
+import difflib
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from virnucpro.errors import InputError
@@ -27,16 +30,26 @@ from virnucpro.io.atomic import atomic_open
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "assets" / "schema_input.json"
 
 # The schema keywords applied below; anything else in the schema is an error in this module, not in the sheet.
-_ITEM_KEYWORDS = {"type", "properties", "required", "oneOf", "errorMessage"}
+_ITEM_KEYWORDS = {"type", "properties", "required", "oneOf", "errorMessage", "propertyNames", "additionalProperties",
+                  "dependentRequired"}
 _CELL_KEYWORDS = {"type", "pattern", "not", "format", "exists", "errorMessage", "meta", "description"}
 _SHEET_KEYWORDS = {"$schema", "$id", "title", "description", "type", "minItems", "items", "uniqueEntries"}
+# scheme://... : a remote file (or any file system Nextflow has a provider for), staged by Nextflow.
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+# A metadata column this close to a file column is more likely a misspelt file column than metadata.
+_LOOKALIKE_CUTOFF = 0.85
 
 
 @dataclass(frozen=True)
 class Sample:
     sample: str
-    path: Path  # absolute
-    format: str  # the column the file was given in: "fasta" or "fastq"
+    files: tuple[str, ...]  # absolute paths or URIs; two for paired reads (fastq_1, fastq_2)
+    format: str  # the column of the (first) file: "fasta", "fastq" or "fastq_1"
+    meta: dict = field(default_factory=dict)  # metadata columns, in sheet order (empty cells left out)
+
+
+def is_uri(value: str) -> bool:
+    return bool(_URI.match(value))
 
 
 def load_schema(path: str | os.PathLike = SCHEMA_PATH) -> dict:
@@ -46,6 +59,9 @@ def load_schema(path: str | os.PathLike = SCHEMA_PATH) -> dict:
     unknown |= set(schema["items"]) - _ITEM_KEYWORDS
     for definition in schema["items"]["properties"].values():
         unknown |= set(definition) - _CELL_KEYWORDS
+    for definition in (schema["items"].get("propertyNames"), schema["items"].get("additionalProperties")):
+        if isinstance(definition, dict):
+            unknown |= set(definition) - _CELL_KEYWORDS
     if unknown:
         raise NotImplementedError(f"{path}: schema keywords not implemented by samplesheet.py: {sorted(unknown)}")
     return schema
@@ -58,7 +74,7 @@ def _cell_problem(column: str, value: str, rule: dict, base: Path) -> str | None
         return message or f"{column} {value!r} does not match {rule['pattern']}"
     if "not" in rule and value in rule["not"].get("enum", ()):
         return message or f"{column} {value!r} is not allowed"
-    if rule.get("exists"):
+    if rule.get("exists") and not is_uri(value):
         path = _resolve(value, base)
         if not path.exists():
             return f"{column} file not found: {path}"
@@ -78,6 +94,41 @@ def _other_column_hint(column: str, value: str, columns: dict) -> str:
 def _resolve(value: str, base: Path) -> Path:
     path = Path(os.path.expanduser(value))
     return path if path.is_absolute() else (base / path)
+
+
+def _location(value: str, base: Path) -> str:
+    """What the pipeline stages: a URI as written, a local path made absolute."""
+    return value if is_uri(value) else str(_resolve(value, base).absolute())
+
+
+def _header_problem(header: list[str], items: dict) -> str | None:
+    """Why the header's column names break the schema, or None; extra columns are metadata."""
+    columns = items["properties"]
+    names = items.get("propertyNames", {})
+    file_columns = [c for c in columns if columns[c].get("format") == "file-path"]
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    if repeated:
+        return f"column {repeated[0]!r} appears more than once in the header"
+    for column in header:
+        if column in columns:
+            continue
+        if items.get("additionalProperties", True) is False:
+            return f"unknown column {column!r} (allowed columns: {', '.join(columns)})"
+        bad_name = ("pattern" in names and not re.search(names["pattern"], column)) or \
+            column in names.get("not", {}).get("enum", ())
+        if bad_name:
+            return f"column {column!r}: {names.get('errorMessage', 'not an allowed column name')}"
+        lookalike = difflib.get_close_matches(column, file_columns, n=1, cutoff=_LOOKALIKE_CUTOFF)
+        if lookalike:
+            return (f"unknown column {column!r}: did you mean {lookalike[0]!r}? (file columns: "
+                    f"{', '.join(file_columns)}; other columns are metadata and must not look like them)")
+    missing = [c for c in items.get("required", []) if c not in header]
+    if missing:
+        return f"missing column {missing[0]!r} in the header"
+    starts = [c for alt in items.get("oneOf", []) for c in alt["required"]] or file_columns
+    if not any(c in header for c in starts):
+        return f"the header needs a {', '.join(starts[:-1])} or {starts[-1]} column"
+    return None
 
 
 def _rows(sheet: Path):
@@ -112,19 +163,9 @@ def read_samplesheet(sheet: str | os.PathLike, schema: dict | None = None) -> li
     if first is None:
         raise InputError(sheet, "empty samplesheet: expected a header line such as 'sample,fasta'")
     header_line, header = first
-    unknown = [c for c in header if c not in columns]
-    if unknown:
-        raise InputError(
-            sheet, f"line {header_line}: unknown column {unknown[0]!r} (allowed columns: {', '.join(columns)})"
-        )
-    repeated = sorted({c for c in header if header.count(c) > 1})
-    if repeated:
-        raise InputError(sheet, f"line {header_line}: column {repeated[0]!r} appears more than once in the header")
-    missing = [c for c in items.get("required", []) if c not in header]
-    if missing:
-        raise InputError(sheet, f"line {header_line}: missing column {missing[0]!r} in the header")
-    if not any(c in header for c in file_columns):
-        raise InputError(sheet, f"line {header_line}: the header needs a {' or a '.join(file_columns)} column")
+    problem = _header_problem(header, items)
+    if problem:
+        raise InputError(sheet, f"line {header_line}: {problem}")
 
     samples: list[Sample] = []
     seen: dict[tuple, int] = {}
@@ -139,11 +180,15 @@ def read_samplesheet(sheet: str | os.PathLike, schema: dict | None = None) -> li
         for column in items.get("required", []):
             if column not in row:
                 raise InputError(sheet, f"{where}: {column} is empty")
+        for column, needs in items.get("dependentRequired", {}).items():
+            lacking = [c for c in needs if c not in row]
+            if column in row and lacking:
+                raise InputError(sheet, f"{where}: {column} is given, so {lacking[0]} is needed too")
         alternatives = [alt["required"] for alt in items.get("oneOf", [])]
         if alternatives and sum(all(c in row for c in alt) for alt in alternatives) != 1:
             raise InputError(sheet, f"{where}: {items.get('errorMessage', 'row matches none or several of oneOf')}")
         for column, value in row.items():
-            problem = _cell_problem(column, value, columns[column], base)
+            problem = _cell_problem(column, value, columns.get(column, {}), base)
             if problem:
                 raise InputError(sheet, f"{where}: {problem}{_other_column_hint(column, value, columns)}")
         if unique:
@@ -154,8 +199,13 @@ def read_samplesheet(sheet: str | os.PathLike, schema: dict | None = None) -> li
                     f"{seen[key]}); sample names must be unique"
                 )
             seen[key] = line
-        column = next(c for c in file_columns if c in row)
-        samples.append(Sample(row["sample"], _resolve(row[column], base).absolute(), column))
+        given = [c for c in file_columns if c in row]
+        samples.append(Sample(
+            row["sample"],
+            tuple(_location(row[c], base) for c in given),
+            given[0],
+            {c: v for c, v in row.items() if c not in columns},
+        ))
 
     if len(samples) < schema.get("minItems", 0):
         raise InputError(sheet, "no samples: the samplesheet has a header but no sample rows")
@@ -163,9 +213,11 @@ def read_samplesheet(sheet: str | os.PathLike, schema: dict | None = None) -> li
 
 
 def write_valid_samplesheet(samples: list[Sample], out: str | os.PathLike) -> None:
-    """``sample,path,format`` with absolute paths, written atomically (temp file + rename)."""
-    with atomic_open(out, "w", newline="") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(["sample", "path", "format"])
-        for s in samples:
-            writer.writerow([s.sample, str(s.path), s.format])
+    """The checked samples as JSON (what the pipeline reads), written atomically (temp file + rename).
+
+    ``[{"sample": ..., "files": [absolute path or URI, ...], "format": ..., "meta": {column: value}}, ...]``
+    """
+    records = [{"sample": s.sample, "files": list(s.files), "format": s.format, "meta": s.meta} for s in samples]
+    with atomic_open(out, "w") as fh:
+        json.dump(records, fh, indent=1)
+        fh.write("\n")

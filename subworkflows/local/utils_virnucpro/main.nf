@@ -29,6 +29,7 @@ workflow PIPELINE_INITIALISATION {
     if (problems) {
         abortRun(problems)
     }
+    applyLegacyResourceCaps()
     def resolved = resolveInput(params.input as String)
     if (resolved.problems) {
         abortRun(resolved.problems)
@@ -118,16 +119,26 @@ def snakeName(String name) {
     return name.replace('-', '_').replaceAll(/([a-z0-9])([A-Z])/) { all, a, b -> "${a}_${b.toLowerCase()}" }
 }
 
+// Unknown parameters follow nf-schema's convention: a warning naming the closest known parameter (a typo stays easy
+// to see), an error with `validation.failUnrecognisedParams = true`; `validation.ignoreParams` are never reported.
 def validateParameters(Map given, schema) {
     def definitions = schemaParameters(schema)
     def problems = []
-    def unknown = given.keySet().collect { snakeName(it as String) }.findAll { !(it in definitions) }.unique()
+    def validation = (workflow.session.config.navigate('validation') ?: [:]) as Map
+    def ignored = (validation.ignoreParams ?: []).collect { snakeName(it as String) }
+    def unknown = given.keySet().collect { snakeName(it as String) }.findAll { !(it in definitions) && !(it in ignored) }.unique()
     unknown.each { name ->
-        problems << "unknown parameter --${name} (see --help for the list)".toString()
+        def message = "unknown parameter --${name} (closest known parameter: --${closestName(name, definitions.keySet())}; see --help)"
+        if (validation.failUnrecognisedParams) {
+            problems << message.toString()
+        } else {
+            log.warn("virnucpro: ${message}; ignored (validation.failUnrecognisedParams = true makes this an error)")
+        }
     }
     definitions.each { name, definition ->
         def value = given[name]
-        if (value == null || value == '') {
+        // Not `value == ''`: Groovy compares a memory or duration value (max_memory = 224.GB) by converting ''.
+        if (value == null || (value instanceof CharSequence && value.toString().isEmpty())) {
             if (definition.required) {
                 problems << "--${name} is required: ${definition.description}".toString()
             }
@@ -141,10 +152,50 @@ def validateParameters(Map given, schema) {
     return problems
 }
 
+def closestName(String name, Collection<String> known) {
+    return known.min { candidate -> editDistance(name, candidate) }
+}
+
+// Levenshtein distance: insertions, deletions and substitutions of one character each cost 1.
+def editDistance(String a, String b) {
+    def previous = (0..b.length()).toList()
+    a.eachWithIndex { ca, i ->
+        def current = [i + 1]
+        b.eachWithIndex { cb, j ->
+            current << [previous[j + 1] + 1, current[j] + 1, previous[j] + (ca == cb ? 0 : 1)].min()
+        }
+        previous = current
+    }
+    return previous[b.length()]
+}
+
+// max_cpus, max_memory and max_time (set by older nf-core/configs profiles) cap every task as process.resourceLimits
+// does, whichever of the two is lower. Config files can only set them as params, which exist after the config is
+// read, so the caps are applied here, before any process is created.
+def applyLegacyResourceCaps() {
+    def caps = [cpus: params.max_cpus, memory: params.max_memory, time: params.max_time].findAll { key, value -> value != null }
+    if (!caps) {
+        return
+    }
+    def process = workflow.session.config.process
+    def limits = ((process.resourceLimits ?: [:]) as Map).clone()
+    caps.each { key, value ->
+        def cap = key == 'cpus' ? (value as int) : key == 'memory' ? new nextflow.util.MemoryUnit(value.toString()) : nextflow.util.Duration.of(value.toString())
+        def current = limits[key] == null ? null : key == 'cpus' ? (limits[key] as int) : key == 'memory' ? new nextflow.util.MemoryUnit(limits[key].toString()) : nextflow.util.Duration.of(limits[key].toString())
+        limits[key] = current == null || cap < current ? cap : current
+    }
+    process.resourceLimits = limits
+    log.info("virnucpro: task resources capped at ${limits.collect { key, value -> "${key} ${value}" }.join(', ')} (max_cpus/max_memory/max_time)")
+}
+
 // JSON schema types of command-line values (Nextflow has already turned '300' into 300 and 'true' into true).
 def matchesType(value, String type) {
     if (type == 'string') {
-        return value instanceof CharSequence || value instanceof Number
+        // Config files write max_memory = 224.GB and max_time = 72.h: memory and duration values stand for strings.
+        return value instanceof CharSequence || value instanceof Number || value instanceof nextflow.util.MemoryUnit || value instanceof nextflow.util.Duration
+    }
+    if (type == 'null') {
+        return value == null
     }
     if (type == 'integer') {
         return value instanceof Integer || value instanceof Long || value instanceof BigInteger
@@ -201,7 +252,7 @@ def sampleNamePattern() {
 }
 
 def reservedSampleNames() {
-    return ['pipeline_info', 'report']
+    return ['pipeline_info', 'report', 'multiqc']
 }
 
 // --input is one sequence file (sample id = file name without .gz and its extension) or a samplesheet (.csv).
@@ -224,32 +275,35 @@ def resolveInput(String input) {
 }
 
 // The samplesheet is validated by `virnucpro check-samplesheet` (against assets/schema_input.json) before anything
-// runs; file paths in it are relative to the samplesheet's own directory.
+// runs; it writes the checked samples as JSON: local paths made absolute (relative ones are relative to the
+// samplesheet's folder), URIs (s3://, https://, ...) as written, for Nextflow to stage; metadata columns join meta.
 def readSamplesheet(sheet) {
-    def valid = java.nio.file.Files.createTempFile('virnucpro-samplesheet-', '.valid.csv')
+    def valid = java.nio.file.Files.createTempFile('virnucpro-samplesheet-', '.valid.json')
     def command = ["${projectDir}/bin/virnucpro", 'check-samplesheet', '--input', sheet.toString(), '--out', valid.toString()]
     def proc = command.collect { it.toString() }.execute()
     def out = new StringBuffer()
     def err = new StringBuffer()
     proc.waitForProcessOutput(out, err)
-    def lines = valid.toFile().readLines().findAll { it.trim() }
+    def text = valid.toFile().text
     java.nio.file.Files.deleteIfExists(valid)
     if (proc.exitValue() != 0) {
         def messages = err.toString().readLines().findAll { it.trim() }
         def message = messages ? messages.last().replaceFirst(/^virnucpro: error: /, '') : "${sheet}: check-samplesheet exited with status ${proc.exitValue()}"
         return [rows: [], problems: [message.toString()]]
     }
-    // The checked sheet has columns sample,path,format; paths are absolute, or relative to the original sheet.
-    def header = lines ? lines[0].split(',', -1)*.trim() : []
-    def fileColumn = ['path', 'fasta', 'fastq'].find { it in header }
-    if (!('sample' in header) || fileColumn == null) {
-        return [rows: [], problems: ["${sheet}: check-samplesheet wrote an unexpected header '${lines ? lines[0] : ''}'".toString()]]
-    }
     def rows = []
     def problems = []
-    lines.drop(1).each { line ->
-        def record = [header, line.split(',', -1)*.trim()].transpose().collectEntries { it }
-        def reads = sheet.parent.resolve(record[fileColumn])
+    new groovy.json.JsonSlurper().parseText(text).each { record ->
+        def reads = record.files.collect { location -> readsFile(sheet, record.sample, location as String, problems) }
+        rows << [[id: record.sample] + record.meta, reads.size() == 1 ? reads[0] : reads]
+    }
+    return [rows: rows, problems: problems]
+}
+
+// A local file is sniffed now; a URI is left for Nextflow to stage (reading it here would download it twice).
+def readsFile(sheet, String sample, String location, List problems) {
+    if (!(location ==~ /^[A-Za-z][A-Za-z0-9+.-]*:\/\/.*/)) {
+        def reads = file(location)
         def problem = sniffSequenceFile(reads)
         if (problem == emptyFileProblem(reads)) {
             // One empty assembly must not block the other samples: it runs as an empty sample and is reported.
@@ -257,9 +311,14 @@ def readSamplesheet(sheet) {
         } else if (problem) {
             problems << problem
         }
-        rows << [[id: record.sample], reads]
+        return reads
     }
-    return [rows: rows, problems: problems]
+    try {
+        return file(location)
+    } catch (Exception e) {
+        problems << "${sheet}: sample '${sample}': Nextflow cannot open ${location} (${e.message})".toString()
+        return null
+    }
 }
 
 // Cheap up-front check that a file can be read as FASTA or FASTQ, so that the common mistakes stop the run before

@@ -219,7 +219,8 @@ def run_pipeline(args):
            "-c", str(config), "-w", str(work / "work"),
            "--input", args.input, "--chunk_length", str(args.chunk_length),
            "--esm_model", str(models / "esm2_t36_3B_UR50D.pt"), "--dnabert_model", str(models / "DNABERT-S"),
-           "--classifier", str(models / f"{args.chunk_length}_model.pth"), "--outdir", str(work / "results")]
+           "--classifier", str(models / f"{args.chunk_length}_model.pth"), "--outdir", str(work / "results"),
+           "--skip_multiqc"]  # MultiQC is not installed on the GPU machine; it is not what this measures
     cmd += args.extra
     dmon_log = work / "dmon.txt"
     dmon = None

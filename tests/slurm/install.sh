@@ -4,4 +4,5 @@ set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 apt-get install -y -q slurm-wlm munge
-sbatch --version
+# Client commands (sbatch, sinfo) read slurm.conf even for --version, and there is none until the test writes one.
+/usr/sbin/slurmctld -V

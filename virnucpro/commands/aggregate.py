@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from virnucpro.commands.argtypes import non_negative_int
 from virnucpro.report.regions import DEFAULT_GAP
 
 HELP = "Merge a sample's shards into its result files."
@@ -17,16 +18,6 @@ def _threshold(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
     return value
 
 
@@ -47,10 +38,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "any of its chunks is True in prediction_results_highestscore.csv)")
     p.add_argument("--chunk-length", type=int, metavar="L",
                    help="chunk length used by preprocess (checked against the records table; default: inferred)")
-    p.add_argument("--min-length", type=_count, default=0, metavar="BP",
+    p.add_argument("--min-length", type=non_negative_int, default=0, metavar="BP",
                    help="the --min-length preprocess was run with (checked against the records table's too_short "
                         "rows; default 0)")
-    p.add_argument("--region-gap", type=_count, default=DEFAULT_GAP, metavar="N",
+    p.add_argument("--region-gap", type=non_negative_int, default=DEFAULT_GAP, metavar="N",
                    help="bridge up to N scored chunks below the threshold between two viral chunks of one region "
                         "(chunks without a scored frame are always bridged there; default "
                         f"{DEFAULT_GAP}; 0: bridge none)")

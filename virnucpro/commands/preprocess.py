@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from virnucpro.commands.argtypes import non_negative_int
+
 HELP = "Cut sequences into chunks and keep their stop-free frames."
 
 
@@ -11,16 +13,6 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive number of bases, got {text}")
-    return value
-
-
-def _length(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number of bases: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or a positive number of bases, got {text}")
     return value
 
 
@@ -32,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "500_model.pth); other positive values are accepted for experiments")
     p.add_argument("--outdir", required=True, metavar="DIR",
                    help="writes chunked.fa, identified_nucleotide.fa, identified_protein.faa, records.tsv")
-    p.add_argument("--min-length", type=_length, default=0, metavar="BP",
+    p.add_argument("--min-length", type=non_negative_int, default=0, metavar="BP",
                    help="records shorter than BP bases are not chunked: records.tsv lists them as too_short "
                         "(default 0: keep every record)")
     p.add_argument("--sample", metavar="ID", help="sample name, used in log messages")

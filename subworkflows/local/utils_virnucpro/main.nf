@@ -307,7 +307,7 @@ def readsFile(sheet, String sample, String location, List problems) {
         def problem = sniffSequenceFile(reads)
         if (problem == emptyFileProblem(reads)) {
             // One empty assembly must not block the other samples: it runs as an empty sample and is reported.
-            log.warn("virnucpro: sample ${record.sample}: ${problem}; it runs as a sample with 0 records")
+            log.warn("virnucpro: sample ${sample}: ${problem}; it runs as a sample with 0 records")
         } else if (problem) {
             problems << problem
         }

@@ -279,9 +279,7 @@ def run_hf(hf, frames, dev, budget=65536):
 
 # ------------------------------------------------------------------------------------------------- compile
 def compiled_esm_forward(model: ESM2):
-    from virnucpro.embed.engine import esm2_split_forward
-
-    return esm2_split_forward(model, compile=True)
+    return model.compiled_forward(compile=True)
 
 
 # ------------------------------------------------------------------------------------------------- references
@@ -344,6 +342,13 @@ def classifier_agreement(ref: np.ndarray, test: np.ndarray, seed: int):
 
 
 # ------------------------------------------------------------------------------------------------- DNABERT attention
+def pad_segments(x: torch.Tensor, seq_of, pos, n_seq: int, max_seqlen: int) -> torch.Tensor:
+    """Packed [T, ...] → padded [n_seq, max_seqlen, ...] with zeros (the naive layout the kernels are timed against)."""
+    padded = x.new_zeros((n_seq, max_seqlen) + tuple(x.shape[1:]))
+    padded[seq_of, pos] = x
+    return padded
+
+
 def dnabert_attention_compare(dev, dtype, tokenizer, frames, budget=32768):
     from virnucpro.models.attention import alibi_slopes, flex_alibi_attention
     from virnucpro.models.dnabert import alibi_bias
@@ -362,7 +367,7 @@ def dnabert_attention_compare(dev, dtype, tokenizer, frames, budget=32768):
         valid = torch.zeros(n_seq, L, dtype=torch.bool, device=dev)
         valid[seq_of, pos] = True
         bias = (alibi_bias(slopes, L)[None] + (~valid).float()[:, None, None, :] * -10000.0).to(dtype)
-        qp, kp, vp = (esm2_mod.pad_segments(x, seq_of, pos, n_seq, L).transpose(1, 2) for x in (q, k, v))
+        qp, kp, vp = (pad_segments(x, seq_of, pos, n_seq, L).transpose(1, 2) for x in (q, k, v))
         out = torch.nn.functional.scaled_dot_product_attention(qp, kp, vp, attn_mask=bias)
         return out.transpose(1, 2)[seq_of, pos]
 

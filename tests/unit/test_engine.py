@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from virnucpro.embed.engine import EmbeddingEngine, esm2_split_forward
+from virnucpro.embed.engine import EmbeddingEngine
 from virnucpro.embed.reference import reference_features
 from virnucpro.embed.run import build_encoders
 from virnucpro.io.frames import Frame
@@ -100,7 +100,7 @@ def test_loader_workers_give_the_same_features(models, frames_and_reference):
 
 
 def test_split_forward_used_for_compile_matches_the_model(models):
-    """The GPU path compiles esm2_split_forward; uncompiled it must be the model's own packed forward."""
+    """The GPU path compiles ESM2.compiled_forward; uncompiled it must be the model's own packed forward."""
     esm = models[0]
     from virnucpro.models.esm2 import encode_protein, pack_tokens
 
@@ -108,7 +108,7 @@ def test_split_forward_used_for_compile_matches_the_model(models):
     tokens, cu, max_len = pack_tokens([encode_protein(f.protein) for f in frames])
     with torch.no_grad():
         want = esm.forward_packed(tokens, cu, max_len)
-        got = esm2_split_forward(esm, compile=False)(tokens, cu, max_len)
+        got = esm.compiled_forward(compile=False)(tokens, cu, max_len)
     torch.testing.assert_close(got, want, rtol=0, atol=0)
 
 
@@ -124,6 +124,6 @@ def test_compile_failure_falls_back_to_eager(models, monkeypatch):
     esm = models[0]
     tokens, cu, max_len = pack_tokens([encode_protein(f.protein) for f in make_frames(4, seed=6)])
     with torch.no_grad():
-        got = esm2_split_forward(esm, compile=True)(tokens, cu, max_len)
+        got = esm.compiled_forward(compile=True)(tokens, cu, max_len)
         want = esm.forward_packed(tokens, cu, max_len)
     torch.testing.assert_close(got, want, rtol=0, atol=0)

@@ -208,7 +208,7 @@ def _embed(*, frames, frames_path, out_path, leased, opened, key_parts, precisio
 
     from virnucpro.embed.checkpoint import PartStore, key_from_digests
     from virnucpro.embed.dedup import FeatureRows
-    from virnucpro.embed.engine import EmbeddingEngine, esm2_split_forward
+    from virnucpro.embed.engine import EmbeddingEngine
     from virnucpro.embed.packing import SequenceError
     from virnucpro.embed.telemetry import Telemetry
     from virnucpro.io.features import Features, save_features
@@ -232,7 +232,7 @@ def _embed(*, frames, frames_path, out_path, leased, opened, key_parts, precisio
     # torch.compile fuses ESM-2's elementwise work (~1.5x); the fp32 validation path stays eager.
     compile = (cuda and effective == "fp16") if compile is None else (compile and cuda)
     if compile:
-        esm.forward_packed = esm2_split_forward(esm, compile=True)
+        esm.forward_packed = esm.compiled_forward(compile=True)
     if cuda:
         torch.cuda.reset_peak_memory_stats(dev)
 

@@ -82,7 +82,7 @@ def test_classify_command(tmp_path, tiny_models):
 
 
 def test_classify_command_width_mismatch(tmp_path, tiny_models, capsys):
-    feats = Features(["a_chunk_1F1"], np.zeros((1, 768), np.float32), np.zeros((1, 2560), np.float32))
+    feats = Features(["a_chunk_1F1"], {"nucleotide": np.zeros((1, 768), np.float32), "protein": np.zeros((1, 2560), np.float32)})
     save_features(tmp_path / "f.npz", feats)
     rc = main(["classify", "--features", str(tmp_path / "f.npz"), "--classifier", str(tiny_models.classifier),
                "--out", str(tmp_path / "p.tsv")])
@@ -102,8 +102,8 @@ def test_scores_do_not_depend_on_the_batch_size(monkeypatch):
         clf.bn1.running_mean.normal_()
         clf.bn1.running_var.uniform_(0.5, 2.0)
     g = np.random.default_rng(1)
-    feats = Features([f"f{i}" for i in range(5000)], g.standard_normal((5000, 24), dtype=np.float32),
-                     g.standard_normal((5000, 16), dtype=np.float32))
+    feats = Features([f"f{i}" for i in range(5000)], {"nucleotide": g.standard_normal((5000, 24), dtype=np.float32),
+                                                      "protein": g.standard_normal((5000, 16), dtype=np.float32)})
     by_batch = {}
     for batch in (256, 4096, 100_000):
         monkeypatch.setattr(predict, "BATCH", batch)

@@ -55,13 +55,17 @@ _SDPA_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SD
 
 @dataclass
 class Encoder:
-    """One embedding model as the engine drives it."""
+    """One embedding model as the engine drives it (built from its models/encoders.py entry by embed/run.py)."""
 
-    field: str  # Frame attribute embedded and Features field filled: "protein" or "nucleotide"
+    field: str  # Frame attribute embedded
     model: torch.nn.Module  # has forward_packed(tokens [T], cu_seqlens int32 [B+1], max_seqlen) -> [T, E]
     tokenize: Callable[[Sequence[str]], list[np.ndarray]]  # picklable; runs in the loader workers
-    pool: str  # packing.POOL_RESIDUES (ESM-2) or packing.POOL_ALL (DNABERT-S)
+    pool: str  # a pooling rule of packing.py
     token_budget: int | None = None  # None: derived from free GPU memory
+    name: str = ""  # Features column filled and telemetry name; default: the field
+
+    def __post_init__(self):
+        self.name = self.name or self.field
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -209,10 +213,8 @@ class _Writer(threading.Thread):
         buf = self.parts.pop(part)
         for enc, filled in zip(self.engine.encoders, buf.filled):
             if not filled.all():  # every frame must be accounted for, never a silent hole
-                raise RuntimeError(f"part {part}: {int((~filled).sum())} {enc.field} rows were never embedded")
-        by_field = {enc.field: arr for enc, arr in zip(self.engine.encoders, buf.arrays)}
-        empty = np.zeros((len(buf.ids), 0), np.float32)  # a model left out (benchmarks time one model alone)
-        self.on_part(part, Features(buf.ids, by_field.get("nucleotide", empty), by_field.get("protein", empty)))
+                raise RuntimeError(f"part {part}: {int((~filled).sum())} {enc.name} rows were never embedded")
+        self.on_part(part, Features(buf.ids, {enc.name: arr for enc, arr in zip(self.engine.encoders, buf.arrays)}))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -247,9 +249,9 @@ class EmbeddingEngine:
 
     def __init__(self, encoders: Sequence[Encoder], device: torch.device | str, *, workers: int = 2,
                  in_flight: int = 3, telemetry: Telemetry | None = None, memory_fraction: float = 0.6):
-        fields = [e.field for e in encoders]
-        if not fields or len(set(fields)) != len(fields) or not set(fields) <= {"nucleotide", "protein"}:
-            raise ValueError(f"need one nucleotide and/or one protein encoder, got {fields}")
+        names = [e.name for e in encoders]
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"need at least one encoder and distinct names, got {names}")
         self.encoders = list(encoders)
         self.device = torch.device(device)
         self.cuda = self.device.type == "cuda"
@@ -291,11 +293,11 @@ class EmbeddingEngine:
     def embed_parts(self, parts: Sequence[Sequence[Any]], on_part: Callable[[int, Features], None],
                     part_indices: Sequence[int] | None = None,
                     compute: Sequence[Mapping[str, np.ndarray] | None] | None = None) -> None:
-        """Embed each part (a sequence of frames with .id/.nucleotide/.protein); `on_part(index, Features)` is
+        """Embed each part (a sequence of frames with .id and each encoder's field); `on_part(index, Features)` is
         called from the writer thread for each finished part, in order. Returns once every part is handed over.
 
-        `compute[k][field]`, a bool mask over part k's frames, limits that encoder to the rows marked True; the
-        other rows of that field are left for the caller to fill in `on_part` (embed/dedup.py copies them)."""
+        `compute[k][name]`, a bool mask over part k's frames, limits encoder `name` to the rows marked True; the
+        other rows of its column are left for the caller to fill in `on_part` (embed/dedup.py copies them)."""
         part_indices = list(part_indices) if part_indices is not None else list(range(len(parts)))
         compute = list(compute) if compute is not None else [None] * len(parts)
         tasks = []  # (part index, encoder index, rows, sequences); a part's tasks end with a marker
@@ -303,7 +305,7 @@ class EmbeddingEngine:
             skipped = {}
             tasks.append(("part", index, [f.id for f in frames], skipped))
             for e, enc in enumerate(self.encoders):
-                mask = (masks or {}).get(enc.field)
+                mask = (masks or {}).get(enc.name)
                 rows = np.arange(len(frames)) if mask is None else np.flatnonzero(mask)
                 if mask is not None:
                     skipped[e] = ~np.asarray(mask, dtype=bool)
@@ -375,13 +377,13 @@ class EmbeddingEngine:
         except torch.OutOfMemoryError:
             # Drop everything this batch allocated before retrying smaller [PACK-03].
             torch.cuda.empty_cache() if self.cuda else None
-            self.telemetry.model(enc.field).oom_retries += 1
+            self.telemetry.model(enc.name).oom_retries += 1
             if batch.num_sequences == 1:
-                raise RetryableError(f"GPU out of memory on a single {enc.field} sequence of "
+                raise RetryableError(f"GPU out of memory on a single {enc.name} sequence of "
                                      f"{batch.num_tokens} tokens, even alone") from None
             self.budgets[e] = max(1, min(self.budgets[e], batch.num_tokens) // 2)
             log.warning("GPU out of memory on a %s batch of %d tokens: token budget now %d, retrying",
-                        enc.field, batch.num_tokens, self.budgets[e])
+                        enc.name, batch.num_tokens, self.budgets[e])
             for sub in packing.split_batch(batch, self.budgets[e], enc.pool):
                 self._run_batch(writer, part, e, sub)
 
@@ -394,7 +396,7 @@ class EmbeddingEngine:
             tokens, cu, pool_index, pool_count = (torch.from_numpy(a) for a in host_arrays)
             means = self._forward_pool(enc, tokens, cu, batch.max_seqlen, pool_index, pool_count)
             stats["seconds"] = time.perf_counter() - t0
-            writer.put(("batch", part, e, enc.field, batch.rows, means.numpy(), None, None, stats))
+            writer.put(("batch", part, e, enc.name, batch.rows, means.numpy(), None, None, stats))
             return
         # Host → device on the copy stream, overlapping the previous batch's compute (ARCH-04/05).
         with torch.cuda.stream(self.copy_stream):
@@ -411,7 +413,7 @@ class EmbeddingEngine:
         host = torch.empty(means.shape, dtype=torch.float32, pin_memory=True)
         host.copy_(means, non_blocking=True)
         done.record(self.compute_stream)
-        writer.put(("batch", part, e, enc.field, batch.rows, host, done, start, stats))
+        writer.put(("batch", part, e, enc.name, batch.rows, host, done, start, stats))
 
     @staticmethod
     def _forward_pool(enc: Encoder, tokens, cu, max_seqlen, pool_index, pool_count) -> torch.Tensor:

@@ -344,7 +344,7 @@ def classifier_agreement(ref: np.ndarray, test: np.ndarray, seed: int):
 
 # ------------------------------------------------------------------------------------------------- DNABERT attention
 def pad_segments(x: torch.Tensor, seq_of, pos, n_seq: int, max_seqlen: int) -> torch.Tensor:
-    """Packed [T, ...] → padded [n_seq, max_seqlen, ...] with zeros (the naive layout the kernels are timed against)."""
+    """Packed [T, ...] → padded [n_seq, max_seqlen, ...], zeros in the padding (the naive layout timed against)."""
     padded = x.new_zeros((n_seq, max_seqlen) + tuple(x.shape[1:]))
     padded[seq_of, pos] = x
     return padded

@@ -51,7 +51,8 @@ def test_embed_cli_matches_reference(tiny_models, shard, first_run):
     assert feats.ids == [f.id for f in frames]
     assert feats["protein"].dtype == np.float32 and feats["nucleotide"].dtype == np.float32
     np.testing.assert_allclose(feats["protein"], ref["protein"], rtol=0, atol=1e-5 * np.abs(ref["protein"]).max())
-    np.testing.assert_allclose(feats["nucleotide"], ref["nucleotide"], rtol=0, atol=1e-5 * np.abs(ref["nucleotide"]).max())
+    np.testing.assert_allclose(feats["nucleotide"], ref["nucleotide"], rtol=0,
+                               atol=1e-5 * np.abs(ref["nucleotide"]).max())
 
 
 def test_embed_summary_reports_the_run(shard, first_run):

@@ -9,8 +9,8 @@ the loader workers are spawned with CUDA hidden; only then are the models moved 
 
 Before the lease comes everything that needs neither a GPU nor the weights in memory: reading the frames, the
 model checksums for the checkpoint key (from the run's model check, else hashed here), opening every encoder's
-checkpoint (names and shapes; the tensors stay memory-mapped, unread) and its tokenizer. A task queued for a GPU therefore
-holds no model in host memory. After the lease the weights go from the file to the GPU tensor by tensor in the
+checkpoint (names and shapes; the tensors stay memory-mapped, unread) and its tokenizer. A task queued for a
+GPU therefore holds no model in host memory. After the lease the weights go from the file to the GPU tensor by tensor in the
 compute dtype (no fp32 host copy), which is quick enough to do there.
 """
 
@@ -29,6 +29,7 @@ from typing import Mapping
 
 from virnucpro.errors import InputError
 from virnucpro.io.atomic import atomic_write_text
+from virnucpro.models.encoders import model_paths
 
 log = logging.getLogger("virnucpro.embed")
 
@@ -42,13 +43,6 @@ def default_workers(cuda: bool) -> int:
     if not cuda:
         return 0  # the CPU is busy with the models; tokenising in-process costs nothing extra there
     return max(1, min(4, (os.cpu_count() or 2) - 2))
-
-
-def model_paths(esm_model, dnabert_model) -> dict[str, str]:
-    """The model files by encoder name (models/encoders.py): the one place the two CLI options meet the registry."""
-    from virnucpro.models.encoders import DNABERT_SPEC, ESM2_SPEC
-
-    return {ESM2_SPEC.name: esm_model, DNABERT_SPEC.name: dnabert_model}
 
 
 def build_encoders(models: Mapping, tokenizers: Mapping, token_budget=None) -> list:
@@ -205,7 +199,7 @@ def prepare(job: EmbedJob) -> Prepared:
     from virnucpro.embed.checkpoint import file_sha256
     from virnucpro.embed.dedup import ShardDedup
     from virnucpro.io.frames import read_frames_tsv
-    from virnucpro.models.encoders import ENCODERS
+    from virnucpro.models.encoders import LISTED
 
     t_start = time.perf_counter()
     frames = list(read_frames_tsv(job.frames_path))
@@ -214,7 +208,7 @@ def prepare(job: EmbedJob) -> Prepared:
     t = time.perf_counter()
     # Names and shapes only (a wrong file fails here, before any hashing or GPU); the tensors stay unread.
     opened, tokenizers = {}, {}
-    for spec in ENCODERS:
+    for spec in LISTED:
         opened[spec.name] = spec.open(job.model_paths[spec.name])
         tokenizers[spec.name] = spec.tokenizer(job.model_paths[spec.name])
     times["model_open_seconds"] = time.perf_counter() - t

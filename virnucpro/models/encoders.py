@@ -39,6 +39,9 @@ class EncoderSpec:
     width: Callable[[Any], int]  # opened checkpoint → feature width
     tokens_of_length: Callable[[np.ndarray | int], np.ndarray | int]  # sequence length → tokens (for sharding)
     tokens_estimated: bool  # tokens_of_length is an estimate, not the tokenizer's count
+    facts: Callable[[Any], dict] = lambda ckpt: {}  # opened checkpoint → sizes for the provenance record
+    # (path, opened checkpoint or None) → problems beyond the checkpoint's own (raises ModelFormatError)
+    check: Callable[[Any, Any], list[str]] | None = None
     compiled: Callable[[Any], Callable] | None = None  # model → a torch.compile'd forward_packed
 
 
@@ -80,6 +83,7 @@ ESM2_SPEC = EncoderSpec(
     pooling=POOL_RESIDUES, pooling_key=f"esm:{POOL_RESIDUES}<={ESM_POOL_MAX_RESIDUES}",
     open=_open_esm2, build=_build_esm2, tokenizer=lambda path: EsmTokenize(), width=lambda c: c.cfg.embed_dim,
     tokens_of_length=esm_tokens_of_length, tokens_estimated=False,
+    facts=lambda c: {"esm_embed_dim": c.cfg.embed_dim, "esm_layers": c.cfg.num_layers},
     compiled=lambda model: model.compiled_forward(compile=True),
 )
 
@@ -113,6 +117,18 @@ def _dnabert_tokenizer(path):
     return DnabertTokenize(load_tokenizer(path))
 
 
+def _check_dnabert_tokenizer(path, ckpt) -> list[str]:
+    from pathlib import Path
+
+    from virnucpro.models.dnabert import load_tokenizer
+
+    tokenizer = load_tokenizer(path)
+    if ckpt is not None and tokenizer.get_vocab_size() > ckpt.cfg.vocab_size:
+        return [f"{Path(path) / 'tokenizer.json'}: {tokenizer.get_vocab_size()} tokens, "
+                f"but the model's vocabulary has {ckpt.cfg.vocab_size} (config.json vocab_size)"]
+    return []
+
+
 def dnabert_tokens_of_length(bases):
     # DNABERT-S's BPE averages ~4 bases per token on genomic DNA, plus [CLS] and [SEP]. An estimate is enough
     # to balance shards and keeps torch/tokenizers out of the shard step.
@@ -124,6 +140,8 @@ DNABERT_SPEC = EncoderSpec(
     pooling=POOL_ALL, pooling_key=f"dnabert:{POOL_ALL}",
     open=_open_dnabert, build=_build_dnabert, tokenizer=_dnabert_tokenizer, width=lambda c: c.cfg.hidden_size,
     tokens_of_length=dnabert_tokens_of_length, tokens_estimated=True,
+    facts=lambda c: {"dnabert_hidden_size": c.cfg.hidden_size, "dnabert_layers": c.cfg.num_layers},
+    check=_check_dnabert_tokenizer,
 )
 
 
@@ -131,9 +149,17 @@ DNABERT_SPEC = EncoderSpec(
 ENCODERS: tuple[EncoderSpec, ...] = (DNABERT_SPEC, ESM2_SPEC)  # the classifier's input order
 COLUMNS = tuple(spec.name for spec in ENCODERS)
 BY_NAME = {spec.name: spec for spec in ENCODERS}
+# The order in which the encoders are opened, checked and listed in the checkpoint key and the model-check record:
+# last first, the order these had before the registry, so their outputs (and valid checkpoints) stay the same.
+LISTED = tuple(reversed(ENCODERS))
+
+
+def model_paths(esm_model, dnabert_model) -> dict:
+    """The model files by encoder name: the one place the CLI options (--esm-model, --dnabert-model) meet the
+    registry."""
+    return {ESM2_SPEC.name: esm_model, DNABERT_SPEC.name: dnabert_model}
 
 
 def checkpoint_pooling() -> str:
-    """The pooling rules as the checkpoint key records them: last encoder first, the order the key had before
-    the registry, so checkpoints written then stay valid."""
-    return ",".join(spec.pooling_key for spec in reversed(ENCODERS))
+    """The pooling rules as the checkpoint key records them."""
+    return ",".join(spec.pooling_key for spec in LISTED)

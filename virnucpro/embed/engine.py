@@ -257,9 +257,8 @@ class EmbeddingEngine:
         self.telemetry = telemetry or Telemetry()
         self.telemetry.num_models = len(self.encoders)
         self.widths = [output_width(e.model) for e in self.encoders]
-        self.budgets = [self._initial_budget(e, memory_fraction) for e in self.encoders]
-        for e, b in zip(self.encoders, self.budgets):
-            log.info("%s encoder: token budget %d per batch", e.field, b)
+        self.memory_fraction = memory_fraction
+        self.size_budgets()
         self.loader = LoaderPool([e.tokenize for e in self.encoders], workers)
         if self.cuda:
             self.copy_stream = torch.cuda.Stream(self.device)
@@ -275,6 +274,12 @@ class EmbeddingEngine:
         self.close()
 
     # -- budget --------------------------------------------------------------------------------------------
+    def size_budgets(self) -> None:
+        """Token budgets from the memory free now (again by a standby once the previous task left the GPU)."""
+        self.budgets = [self._initial_budget(e, self.memory_fraction) for e in self.encoders]
+        for e, b in zip(self.encoders, self.budgets):
+            log.info("%s encoder: token budget %d per batch", e.field, b)
+
     def _initial_budget(self, enc: Encoder, memory_fraction: float) -> int:
         if enc.token_budget:
             return int(enc.token_budget)

@@ -143,6 +143,7 @@ def test_embed_task_on_standby_builds_first_and_records_the_wait(tiny_models, tm
     assert summary["active_at_epoch"] >= held_until - 0.05
     assert summary["lease_wait_seconds"] >= held_until - t0 - summary["model_load_seconds"] - 1.0
     assert summary["lease_to_first_batch_seconds"] is not None and summary["lease_to_first_batch_seconds"] >= 0
+    assert summary["wall_seconds"] < summary["total_seconds"] - summary["standby_seconds"]  # GPU time only
     plain = run.embed_shard(shard, tmp_path / "plain.npz", esm_model=tiny_models.esm_pt,
                             dnabert_model=tiny_models.dnabert, device="cpu", precision="fp32", workers=0)
     assert plain["standby_seconds"] == 0.0

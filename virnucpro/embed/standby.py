@@ -107,3 +107,4 @@ def until_active(leased, engine, times: dict) -> None:
     times["standby_seconds"] = waited
     times["lease_wait_seconds"] = times.get("lease_wait_seconds", 0.0) + waited
     engine.size_budgets()
+    engine.telemetry.restart_clock()  # tokens/s over wall time measure the GPU's time, not the standby's

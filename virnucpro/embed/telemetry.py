@@ -108,6 +108,10 @@ class Telemetry:
     def elapsed(self) -> float:
         return time.perf_counter() - self._start
 
+    def restart_clock(self) -> None:
+        """Wall figures count from now (a task on standby: from getting the GPU, not from building)."""
+        self._start = self._last_log = time.perf_counter()
+
     def summary(self) -> dict:
         wall = self.elapsed()
         tokens = sum(m.tokens for m in self.models.values())

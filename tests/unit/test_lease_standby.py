@@ -31,6 +31,17 @@ with acquire_gpu(lease_dir, wait_seconds=60, standby=True) as lease:
         note("ready")
         lease.wait_active()
     note("start", standby=lease.standby)
+    if hold < 0:  # hold until another task stands by for this device, then -hold seconds more
+        import fcntl
+        fd = os.open(os.path.join(lease_dir, "gpu0.standby.lock"), os.O_RDONLY | os.O_CREAT, 0o666)
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                time.sleep(0.02)
+            except OSError:
+                break
+        hold = -hold
     time.sleep(hold)
     note("end")
 """
@@ -128,20 +139,19 @@ def test_embed_task_on_standby_builds_first_and_records_the_wait(tiny_models, tm
     import virnucpro.embed.engine  # noqa: F401
     import virnucpro.models.dnabert  # noqa: F401
 
-    holder = _task(tmp_path, "holder", 4.0)
+    holder = _task(tmp_path, "holder", -3.0)  # lets go 3 s after the embed task took the standby slot
     _wait_for(tmp_path, "holder", "start")
     monkeypatch.setenv("VIRNUCPRO_NUM_GPUS", "1")
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
-    t0 = time.time()
     summary = run.embed_shard(shard, tmp_path / "standby.npz", esm_model=tiny_models.esm_pt,
                               dnabert_model=tiny_models.dnabert, precision="fp32", lease_dir=tmp_path / "leases",
                               workers=0)
     assert holder.wait(timeout=30) == 0
     held_until = _first(_events(tmp_path), "holder", "end")["t"]
-    assert summary["standby_seconds"] > 0.5  # ready well before the holder let go
+    assert summary["standby_seconds"] > 0  # ready before the holder let go
     assert summary["active_at_epoch"] >= held_until - 0.05
-    assert summary["lease_wait_seconds"] >= held_until - t0 - summary["model_load_seconds"] - 1.0
+    assert summary["lease_wait_seconds"] >= summary["standby_seconds"]  # the wait on standby is lease wait
     assert summary["lease_to_first_batch_seconds"] is not None and summary["lease_to_first_batch_seconds"] >= 0
     assert summary["wall_seconds"] < summary["total_seconds"] - summary["standby_seconds"]  # GPU time only
     plain = run.embed_shard(shard, tmp_path / "plain.npz", esm_model=tiny_models.esm_pt,

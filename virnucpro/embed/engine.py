@@ -23,9 +23,7 @@ Design points [ARCH-01..08, SAFE-01..05, PACK-02/03/06]:
 from __future__ import annotations
 
 import logging
-import os
 import queue
-import sys
 import threading
 import time
 from collections import deque

@@ -242,7 +242,7 @@ def test_model_provenance_is_published_and_shown_in_the_report(test_run):
     outdir, result = test_run.outdir, test_run.result
     assert result.returncode == 0
     record = json.loads((outdir / "pipeline_info" / "model_provenance.json").read_text())
-    assert record["precision"] == "fp32" and record["chunk_length"] == 300
+    assert record["precision_requested"] == "fp32" and record["chunk_length"] == 300
     models = record["models"]
     esm = models["esm"]
     assert esm["path"] == str((TEST_DATA / "models" / "esm2_tiny.pt").resolve())

@@ -23,13 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
+from virnucpro import options
 from virnucpro.errors import InputError
 from virnucpro.io.atomic import atomic_write_text
 
 log = logging.getLogger("virnucpro.embed")
 
-PRECISIONS = ("fp16", "fp32")
-DEVICES = ("auto", "cpu", "cuda")
 # Inductor keeps its FX-graph and AOTAutograd caches here and, by default, Triton's kernels under triton/<device>.
 COMPILE_CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
 POOLING = "esm:residues<=1024,dnabert:all"
@@ -128,8 +127,9 @@ def current_rss_bytes() -> int | None:
         return None
 
 
-def embed_shard(frames_path, out_path, *, esm_model, dnabert_model, device="auto", precision="fp16",
-                checkpoint_dir=None, checkpoint_every=10000, gpus=None, lease_dir=None, token_budget=None,
+def embed_shard(frames_path, out_path, *, esm_model, dnabert_model, device=options.DEFAULT_DEVICE,
+                precision=options.DEFAULT_PRECISION, checkpoint_dir=None,
+                checkpoint_every=options.DEFAULT_CHECKPOINT_EVERY, gpus=None, lease_dir=None, token_budget=None,
                 summary_path=None, workers=None, compile=None, model_check=None, compile_cache=None,
                 dedup=True) -> dict:
     from virnucpro.embed import lease as gpu_lease
@@ -139,14 +139,10 @@ def embed_shard(frames_path, out_path, *, esm_model, dnabert_model, device="auto
     from virnucpro.models.dnabert import load_tokenizer, open_dnabert
     from virnucpro.models.esm2 import open_esm2
 
-    if precision not in PRECISIONS:
-        raise InputError("--precision", f"must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if device not in DEVICES:
-        raise InputError("--device", f"must be one of {', '.join(DEVICES)}, got {device!r}")
-    if checkpoint_every < 1:
-        raise InputError("--checkpoint-every", f"must be at least 1, got {checkpoint_every}")
-    if token_budget is not None and token_budget < 1:
-        raise InputError("--token-budget", f"must be at least 1, got {token_budget}")
+    options.require_choice("precision", precision, options.PRECISIONS)
+    options.require_choice("device", device, options.DEVICES)
+    options.require_at_least("checkpoint_every", checkpoint_every, 1)
+    options.require_at_least("token_budget", token_budget, 1)
     t_start = time.perf_counter()
     frames = list(read_frames_tsv(frames_path))
     log.info("%s: %d frames", frames_path, len(frames))

@@ -89,7 +89,8 @@ def test_the_commands_take_their_choices_and_defaults_from_the_options_module(co
 
 
 def test_no_other_module_defines_the_vocabulary():
-    names = r"(CHUNK_LENGTHS|PRECISIONS|DEVICES|DEFAULT_CHECKPOINT_EVERY|DEFAULT_LEASE_DIR|DEFAULT_GAP|DEFAULT_REGION_GAP)"
+    names = (r"(CHUNK_LENGTHS|PRECISIONS|DEVICES|DEFAULT_CHECKPOINT_EVERY|DEFAULT_LEASE_DIR|DEFAULT_GAP|"
+             r"DEFAULT_REGION_GAP)")
     homes = [str(p.relative_to(REPO)) for p in (REPO / "virnucpro").rglob("*.py")
              if re.search(rf"^{names}\s*=", p.read_text(), re.M)]
     assert homes == ["virnucpro/options.py"]

@@ -43,7 +43,10 @@ def run(args: argparse.Namespace) -> int:
         raise OptionError("num_gpus", f"must be at least 1, got {args.num_gpus}")
     budget, how = args.shard_tokens, options.flag("shard_tokens")
     if budget is None:
-        gpus, source = (args.num_gpus, options.flag("num_gpus")) if args.num_gpus else gpus_for_sizing(args.device, args.gpus)
+        if args.num_gpus:
+            gpus, source = args.num_gpus, options.flag("num_gpus")
+        else:
+            gpus, source = gpus_for_sizing(args.device, args.gpus)
         stats = frame_stats(read_frame_pair(args.nucleotide, args.protein))  # a first pass: totals only
         budget = auto_shard_tokens(stats, gpus)
         how = (f"auto: {stats.frames:,} frames, {stats.tokens:,} tokens, {gpus} GPU(s) from {source}")

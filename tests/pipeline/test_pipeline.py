@@ -252,6 +252,8 @@ def test_model_provenance_is_published_and_shown_in_the_report(test_run):
     assert all(m["test_model"] for m in models.values())
     html = (outdir / "report" / "virnucpro_report.html").read_text()
     assert "model_provenance.json" in html and esm["sha256"] in html
+    # the test profile asks for fp32 on the CPU; what the EMBED tasks computed in is shown beside it
+    assert re.search(r"precision_used</td><td[^>]*>fp32<", html)
 
 
 def test_resume_reuses_every_task(test_run):

@@ -1,7 +1,7 @@
 """`virnucpro <command>`: one entry point, one module per command under virnucpro.commands.
 
-Each command module defines HELP (one line), add_arguments(parser) and run(args) -> int. Modules are
-imported only when their command runs, so `virnucpro preprocess` never imports torch.
+Each command module defines add_arguments(parser) and run(args) -> int; its one-line help is in COMMANDS here, so
+modules are imported only when their command runs and `virnucpro preprocess` never imports torch.
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ The CLI catches ``VirnucproError`` and prints ``virnucpro: error: <message>`` on
 import os
 from pathlib import Path
 
+from virnucpro.options import flag
+
 # Exit codes shared by the CLI, the Nextflow modules and conf/base.config.
 EXIT_BAD_INPUT = 2
 EXIT_RETRYABLE = 75  # GPU out of memory after in-process retries, no free GPU lease: worth a retry
@@ -45,6 +47,16 @@ class InputError(VirnucproError):
         self.path = user_path(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+
+class OptionError(InputError):
+    """An option's value is not allowed; the message names the option as the user spelled it (options.flag)."""
+
+    def __init__(self, key: str, problem: str):
+        self.key = key
+        self.path = flag(key)
+        self.problem = problem
+        VirnucproError.__init__(self, f"{self.path}: {problem}")
 
 
 class OutputError(VirnucproError):

@@ -28,7 +28,7 @@ workflow VIRNUCPRO {
     // Outside the work dir: retried and resumed tasks run in new work dirs and must find earlier checkpoints.
     def checkpoint_dir = params.checkpoint_dir ?: "${workflow.workDir.parent}/virnucpro-checkpoints"
 
-    PROVENANCE(esm_model, dnabert_model, classifier, params.precision, params.chunk_length, checkpoint_dir)
+    PROVENANCE(esm_model, dnabert_model, classifier, checkpoint_dir)
 
     // Paired reads become one FASTA holding both mates (ids made unique); other samples keep their one file.
     ch_input = ch_samples.branch { meta, reads ->
@@ -38,9 +38,9 @@ workflow VIRNUCPRO {
     POOL_MATES(ch_input.paired.map { meta, reads -> [meta, reads[0], reads[1]] })
     ch_reads = ch_input.single.mix(POOL_MATES.out.reads)
 
-    PREPROCESS(ch_reads, params.chunk_length)
+    PREPROCESS(ch_reads)
 
-    SHARD(PREPROCESS.out.frames, params.shard_tokens)
+    SHARD(PREPROCESS.out.frames)
 
     // Each sample's shard files, in shard order.
     ch_shard_lists = SHARD.out.shards.map { meta, shards ->
@@ -66,7 +66,7 @@ workflow VIRNUCPRO {
         .join(PREPROCESS.out.records)
         .join(ch_reads)
 
-    AGGREGATE(ch_aggregate, params.chunk_length)
+    AGGREGATE(ch_aggregate)
 
     ch_sample_summaries = AGGREGATE.out.summary.map { meta, summary -> summary }.toSortedList { a, b -> a.name <=> b.name }
     ch_embed_summaries = EMBED.out.summary.map { meta, summary -> summary }.toSortedList { a, b -> a.name <=> b.name }

@@ -242,7 +242,7 @@ def test_model_provenance_is_published_and_shown_in_the_report(test_run):
     outdir, result = test_run.outdir, test_run.result
     assert result.returncode == 0
     record = json.loads((outdir / "pipeline_info" / "model_provenance.json").read_text())
-    assert record["precision"] == "fp32" and record["chunk_length"] == 300
+    assert record["precision_requested"] == "fp32" and record["chunk_length"] == 300
     models = record["models"]
     esm = models["esm"]
     assert esm["path"] == str((TEST_DATA / "models" / "esm2_tiny.pt").resolve())
@@ -252,6 +252,8 @@ def test_model_provenance_is_published_and_shown_in_the_report(test_run):
     assert all(m["test_model"] for m in models.values())
     html = (outdir / "report" / "virnucpro_report.html").read_text()
     assert "model_provenance.json" in html and esm["sha256"] in html
+    # the test profile asks for fp32 on the CPU; what the EMBED tasks computed in is shown beside it
+    assert re.search(r"precision_used</td><td[^>]*>fp32<", html)
 
 
 def test_resume_reuses_every_task(test_run):

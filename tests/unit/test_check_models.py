@@ -39,7 +39,7 @@ def test_every_problem_is_listed(tiny_models, tmp_path):
     check = check_models(cut, tiny_models.dnabert, wrong, 500)
     assert len(check.problems) == 2, check.problems
     assert check.problems[0].startswith(f"{cut}: incomplete zip archive")
-    assert "trained on 300-bp chunks, but the chunk length is 500" in check.problems[1]
+    assert "trained on 300-bp chunks, but --chunk-length is 500" in check.problems[1]
     # with a readable ESM-2 the width mismatch is found too
     check = check_models(tiny_models.esm_pt, tiny_models.dnabert, wrong, 500)
     assert any("input width 81, but DNABERT-S (48) + ESM-2 (32) features are 80 wide" in p for p in check.problems)
@@ -103,3 +103,20 @@ def test_predict_checks_models_before_any_work(tiny_models, tmp_path, capsys):
                  "--dnabert-model", str(tiny_models.dnabert), "--classifier", str(wrong), "--outdir", str(out)])
     assert code == 2 and not out.exists()
     assert "300-bp chunks" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("style, named", [(None, "--chunk-length"), ("pipeline", "--chunk_length")])
+def test_provenance_refuses_a_classifier_of_another_chunk_length(tiny_models, tmp_path, capsys, monkeypatch,
+                                                                 style, named):
+    """The pipeline's gate before EMBED: `300_model.pth` with chunk length 500 stops the run, naming the option as
+    the user spelled it (a pipeline task sets VIRNUCPRO_OPTION_STYLE=pipeline)."""
+    monkeypatch.delenv("VIRNUCPRO_OPTION_STYLE", raising=False)
+    if style:
+        monkeypatch.setenv("VIRNUCPRO_OPTION_STYLE", style)
+    wrong = tmp_path / "300_model.pth"
+    shutil.copy(tiny_models.classifier, wrong)
+    out = tmp_path / "model_provenance.json"
+    code = main(["provenance", "--esm-model", str(tiny_models.esm_pt), "--dnabert-model", str(tiny_models.dnabert),
+                 "--classifier", str(wrong), "--precision", "fp16", "--chunk-length", "500", "--out", str(out)])
+    assert code == 2 and not out.exists()
+    assert capsys.readouterr().err.strip().endswith(f"trained on 300-bp chunks, but {named} is 500")

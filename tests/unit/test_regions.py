@@ -19,6 +19,7 @@ import pytest
 from virnucpro.classify.outputs import write_prediction_results
 from virnucpro.cli import main
 from virnucpro.io.seqio import read_sequences, wrap_fasta
+from virnucpro.options import DEFAULT_REGION_GAP
 from virnucpro.preprocess.run import preprocess_file
 from virnucpro.report import regions
 from virnucpro.report.aggregate import aggregate_sample
@@ -91,7 +92,7 @@ def _controlled_predictions(pre, phage, out):
     write_prediction_results(out, ids, np.stack([1 - p, p], axis=1))
 
 
-def _aggregate(sample, out, gap=regions.DEFAULT_GAP):
+def _aggregate(sample, out, gap=DEFAULT_REGION_GAP):
     return aggregate_sample("S", [sample["predictions"]], sample["pre"] / "records.tsv", sample["fasta"], 0.5, out,
                             chunk_length=L, min_length=MIN_LENGTH, region_gap=gap)
 

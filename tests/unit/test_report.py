@@ -172,7 +172,7 @@ def region_summary():
     return s
 
 
-PROVENANCE = {"precision": "fp32", "chunk_length": 500, "models": {
+PROVENANCE = {"precision_requested": "fp16", "chunk_length": 500, "models": {
     "esm": {"name": "ESM-2 (protein)", "kind": "file", "size": 1234567, "sha256": "ab" * 32, "test_model": True,
             "path": "/m/esm.pt"}}}
 
@@ -184,7 +184,7 @@ def test_report_leads_with_the_banner_then_counts_then_top_regions(tmp_path):
     prov.write_text(json.dumps(PROVENANCE))
     docs = tmp_path / "output.md"
     docs.write_text("# virnucpro: Output\n")
-    embed = dict(EMBED, device="cpu (x86_64)", test_models=False)
+    embed = dict(EMBED, device="cpu (x86_64)", precision="fp32", test_models=False)  # the CPU computes fp32
     (tmp_path / "pro.shard_00000.embed.json").write_text(json.dumps(embed))
     out = tmp_path / "report"
     assert main(["report", "--summaries", str(summary), "--embed-summaries",
@@ -208,6 +208,9 @@ def test_report_leads_with_the_banner_then_counts_then_top_regions(tmp_path):
     step_table = html.split("<h2>Embedding throughput</h2>")[1].split("</p>", 1)[1].split("</table>")[0]
     assert "<td class=\"l\">CPU (x86_64)</td>" in step_table and "GPU" not in step_table
     assert '"models"' not in html and "<td class=\"l\">ESM-2 (protein)</td>" in html and "ab" * 32 in html
+    # The precision requested (model_provenance.json) and the one the EMBED tasks computed in (their summaries).
+    assert re.search(r"precision_requested</td><td[^>]*>fp16<", html), html
+    assert re.search(r"precision_used</td><td[^>]*>fp32<", html), html
     # Every link is relative and points where the results folder has the file (or beside the report).
     links = re.findall(r'href="([^"]+)"', html)
     assert "output.md" in links and "../pro/pro.viral_regions.tsv" in links

@@ -1,1 +1,1 @@
-"""One module per `virnucpro` command: HELP, add_arguments(parser), run(args) -> int. Keep them thin."""
+"""One module per `virnucpro` command: add_arguments(parser), run(args) -> int; help lines in cli.COMMANDS."""

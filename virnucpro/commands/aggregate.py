@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from virnucpro import options
 from virnucpro.commands.argtypes import non_negative_int
-from virnucpro.report.regions import DEFAULT_GAP
-
-HELP = "Merge a sample's shards into its result files."
 
 
 def _threshold(text: str) -> float:
@@ -33,18 +31,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="preprocess's records.tsv for this sample (one row per input record)")
     p.add_argument("--input", required=True, type=Path, metavar="SEQS",
                    help="the sample's original FASTA/FASTQ (the viral records are copied from it)")
-    p.add_argument("--threshold", type=_threshold, default=0.5, metavar="T",
+    p.add_argument("--threshold", type=_threshold, default=options.DEFAULT_THRESHOLD, metavar="T",
                    help="call a record viral when its virus_score >= T (default 0.5: a record is viral when "
                         "any of its chunks is True in prediction_results_highestscore.csv)")
     p.add_argument("--chunk-length", type=int, metavar="L",
                    help="chunk length used by preprocess (checked against the records table; default: inferred)")
-    p.add_argument("--min-length", type=non_negative_int, default=0, metavar="BP",
+    p.add_argument("--min-length", type=non_negative_int, default=options.DEFAULT_MIN_LENGTH, metavar="BP",
                    help="the --min-length preprocess was run with (checked against the records table's too_short "
                         "rows; default 0)")
-    p.add_argument("--region-gap", type=non_negative_int, default=DEFAULT_GAP, metavar="N",
+    p.add_argument("--region-gap", type=non_negative_int, default=options.DEFAULT_REGION_GAP, metavar="N",
                    help="bridge up to N scored chunks below the threshold between two viral chunks of one region "
                         "(chunks without a scored frame are always bridged there; default "
-                        f"{DEFAULT_GAP}; 0: bridge none)")
+                        f"{options.DEFAULT_REGION_GAP}; 0: bridge none)")
     p.add_argument("--outdir", required=True, type=Path, metavar="DIR", help="where the result files go")
 
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HELP = "Check that the model files are readable and fit together (widths, chunk length)."
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--esm-model", required=True, type=Path, help="ESM-2: fair-esm .pt file or HF model directory")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "Validate a samplesheet and list its samples."
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", required=True, metavar="SHEET.csv",

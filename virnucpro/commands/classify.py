@@ -7,8 +7,6 @@ from pathlib import Path
 
 from virnucpro.errors import InputError
 
-HELP = "Score embedded frames with the VirNucPro classifier."
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--features", required=True, type=Path, help="features file from `virnucpro embed` (.npz)")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-HELP = "Embed one shard of frames with DNABERT-S and ESM-2."
+from virnucpro import options
 
 
 def add_arguments(p) -> None:
@@ -10,15 +10,17 @@ def add_arguments(p) -> None:
     p.add_argument("--esm-model", required=True, help="ESM-2 3B: fair-esm .pt file or HF model directory")
     p.add_argument("--dnabert-model", required=True, help="DNABERT-S HF model directory (with tokenizer.json)")
     p.add_argument("--out", required=True, help="features .npz to write")
-    p.add_argument("--precision", choices=("fp16", "fp32"), default="fp16",
+    p.add_argument("--precision", choices=options.PRECISIONS, default=options.DEFAULT_PRECISION,
                    help="GPU compute precision; fp32 is the validation mode (the CPU always uses fp32)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+    p.add_argument("--device", choices=options.DEVICES, default=options.DEFAULT_DEVICE,
                    help="auto: a leased GPU if any, else the CPU")
     p.add_argument("--checkpoint-dir", default=None,
                    help="keep checkpoint parts here (outside the task directory) so a re-run resumes")
-    p.add_argument("--checkpoint-every", type=int, default=10000, help="frames per checkpoint part")
+    p.add_argument("--checkpoint-every", type=int, default=options.DEFAULT_CHECKPOINT_EVERY,
+                   help=f"frames per checkpoint part (default {options.DEFAULT_CHECKPOINT_EVERY})")
     p.add_argument("--gpus", default=None, help="physical GPU ids this task may lease, e.g. 0,1")
-    p.add_argument("--lease-dir", default=None, help="directory of the per-GPU lease lock files")
+    p.add_argument("--lease-dir", default=None,
+                   help=f"directory of the per-GPU lease lock files (default {options.DEFAULT_LEASE_DIR})")
     p.add_argument("--token-budget", type=int, default=None,
                    help="tokens per packed batch (default: derived from free GPU memory)")
     p.add_argument("--summary", default=None, help="write the run's throughput summary JSON here")

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HELP = "Write tiny random-weight models in the real file formats."
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--outdir", required=True, type=Path, help="directory to write the models into")

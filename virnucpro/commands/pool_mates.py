@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "Pool the two mate files of paired reads into one FASTA, mate ids made unique."
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fastq-1", required=True, metavar="R1", help="first mates (FASTQ or FASTA, plain or compressed)")

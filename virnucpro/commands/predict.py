@@ -10,23 +10,27 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-HELP = "Run the whole computation on one machine, without Nextflow."
+from virnucpro import options
 
 log = logging.getLogger("virnucpro.predict")
 
 
 def add_arguments(p) -> None:
     p.add_argument("--input", required=True, type=Path, help="FASTA/FASTQ (plain or compressed)")
-    p.add_argument("--chunk-length", required=True, type=int, help="300 or 500 (the classifier's chunk size)")
+    p.add_argument("--chunk-length", required=True, type=int,
+                   help=f"{' or '.join(map(str, options.CHUNK_LENGTHS))} (the classifier's chunk size)")
     p.add_argument("--esm-model", required=True, help="ESM-2 3B: fair-esm .pt file or HF model directory")
     p.add_argument("--dnabert-model", required=True, help="DNABERT-S HF model directory (with tokenizer.json)")
     p.add_argument("--classifier", required=True, type=Path, help="300_model.pth / 500_model.pth")
     p.add_argument("--outdir", required=True, type=Path, help="where the result files go")
-    p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32",
-                   help="GPU compute precision (default fp32, the original's; the CPU always uses fp32)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--precision", choices=options.PRECISIONS, default=options.DEFAULT_PRECISION,
+                   help=f"GPU compute precision (default {options.DEFAULT_PRECISION}, the pipeline's; fp32 is the "
+                        "original's; the CPU always uses fp32)")
+    p.add_argument("--device", choices=options.DEVICES, default=options.DEFAULT_DEVICE,
+                   help="auto: a GPU if any, else the CPU")
     p.add_argument("--token-budget", type=int, default=None, help="tokens per packed batch (default: automatic)")
-    p.add_argument("--threshold", type=float, default=0.5, help="virus score at which a record is called viral")
+    p.add_argument("--threshold", type=float, default=options.DEFAULT_THRESHOLD,
+                   help=f"virus score at which a record is called viral (default {options.DEFAULT_THRESHOLD})")
     p.add_argument("--sample", default=None, help="sample name for the per-record files (default: input file stem)")
 
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from virnucpro import options
 from virnucpro.commands.argtypes import non_negative_int
-
-HELP = "Cut sequences into chunks and keep their stop-free frames."
 
 
 def _positive_int(text: str) -> int:
@@ -24,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "500_model.pth); other positive values are accepted for experiments")
     p.add_argument("--outdir", required=True, metavar="DIR",
                    help="writes chunked.fa, identified_nucleotide.fa, identified_protein.faa, records.tsv")
-    p.add_argument("--min-length", type=non_negative_int, default=0, metavar="BP",
+    p.add_argument("--min-length", type=non_negative_int, default=options.DEFAULT_MIN_LENGTH, metavar="BP",
                    help="records shorter than BP bases are not chunked: records.tsv lists them as too_short "
                         "(default 0: keep every record)")
     p.add_argument("--sample", metavar="ID", help="sample name, used in log messages")
@@ -36,12 +35,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import logging
 
-    from virnucpro.preprocess.run import CHUNK_LENGTHS, preprocess_file
+    from virnucpro.preprocess.run import preprocess_file
 
-    if args.chunk_length not in CHUNK_LENGTHS:
+    if args.chunk_length not in options.CHUNK_LENGTHS:
         logging.getLogger(__name__).warning(
             "chunk length %d matches no published model (trained lengths: %s)",
-            args.chunk_length, ", ".join(map(str, CHUNK_LENGTHS)),
+            args.chunk_length, ", ".join(map(str, options.CHUNK_LENGTHS)),
         )
     preprocess_file(args.input, args.chunk_length, args.outdir, sample=args.sample, min_length=args.min_length,
                     allow_empty=args.allow_empty)

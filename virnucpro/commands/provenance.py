@@ -17,10 +17,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-HELP = "Check the models, then record their files (sha256, size, path), precision and chunk length."
+from virnucpro import options
 
-PRECISIONS = ("fp16", "fp32")
-CHUNK_LENGTHS = (300, 500)
 # Role in the run -> (argument name, what the report calls it).
 MODELS = {
     "esm": ("esm_model", "ESM-2 (protein)"),
@@ -34,8 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="ESM-2 weights: fair-esm .pt file or Hugging Face directory")
     p.add_argument("--dnabert-model", required=True, type=Path, metavar="D", help="DNABERT-S directory")
     p.add_argument("--classifier", required=True, type=Path, metavar="C", help="classifier .pth")
-    p.add_argument("--precision", required=True, choices=PRECISIONS, help="embedding precision of the run")
-    p.add_argument("--chunk-length", required=True, type=int, choices=CHUNK_LENGTHS, metavar="L",
+    p.add_argument("--precision", required=True, choices=options.PRECISIONS, help="embedding precision of the run")
+    p.add_argument("--chunk-length", required=True, type=int, choices=options.CHUNK_LENGTHS, metavar="L",
                    help="chunk length of the run (300 or 500)")
     p.add_argument("--cache-dir", type=Path, metavar="DIR",
                    help="keep file hashes here (e.g. the embed checkpoint root) so big files are hashed once; "
@@ -97,7 +95,8 @@ def provenance(models: dict[str, Path], precision: str, chunk_length: int, cache
 
     return {
         "virnucpro_version": __version__,
-        "precision": precision,
+        # Asked for, not necessarily used: a task on the CPU computes in fp32 (its embed.json says what it used).
+        "precision_requested": precision,
         "chunk_length": chunk_length,
         "models": {role: {"name": MODELS[role][1], **describe_model(path, cache_dir)}
                    for role, path in models.items()},

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "Put a finished result folder into --outdir as one unit (all of it or nothing)."
-
 
 def _pair(text: str) -> tuple[str, str]:
     name, sep, source = text.partition("=")

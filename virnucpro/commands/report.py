@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HELP = "Write the run's HTML report and MultiQC files."
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--summaries", required=True, nargs="+", type=Path, metavar="JSON",

@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from virnucpro.errors import InputError
-
-HELP = "Split a sample's frames into token-balanced shards."
+from virnucpro import options
+from virnucpro.errors import OptionError
 
 
 def _positive_or_auto(text: str) -> int | None:
-    if text == "auto":
+    if text == options.SHARD_TOKENS_AUTO:
         return None
     try:
         return int(text)
@@ -30,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="GPUs the embed tasks will share, for auto sizing (default auto: as the GPU lease sees "
                         "them from here; 1 on the CPU or in a SLURM job without GPUs)")
     p.add_argument("--gpus", metavar="IDS", help="the embed step's --gpus (e.g. 0,1), counted when --num-gpus is auto")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+    p.add_argument("--device", default=options.DEFAULT_DEVICE, choices=options.DEVICES,
                    help="the embed step's --device: cpu counts as one GPU")
 
 
@@ -39,12 +38,15 @@ def run(args: argparse.Namespace) -> int:
     from virnucpro.io.frames import read_frame_pair
 
     if args.shard_tokens is not None and args.shard_tokens < 1:
-        raise InputError("--shard-tokens", f"must be a positive number of tokens, got {args.shard_tokens}")
+        raise OptionError("shard_tokens", f"must be a positive number of tokens, got {args.shard_tokens}")
     if args.num_gpus is not None and args.num_gpus < 1:
-        raise InputError("--num-gpus", f"must be at least 1, got {args.num_gpus}")
-    budget, how = args.shard_tokens, "--shard-tokens"
+        raise OptionError("num_gpus", f"must be at least 1, got {args.num_gpus}")
+    budget, how = args.shard_tokens, options.flag("shard_tokens")
     if budget is None:
-        gpus, source = (args.num_gpus, "--num-gpus") if args.num_gpus else gpus_for_sizing(args.device, args.gpus)
+        if args.num_gpus:
+            gpus, source = args.num_gpus, options.flag("num_gpus")
+        else:
+            gpus, source = gpus_for_sizing(args.device, args.gpus)
         stats = frame_stats(read_frame_pair(args.nucleotide, args.protein))  # a first pass: totals only
         budget = auto_shard_tokens(stats, gpus)
         how = (f"auto: {stats.frames:,} frames, {stats.tokens:,} tokens, {gpus} GPU(s) from {source}")

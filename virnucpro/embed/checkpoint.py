@@ -34,13 +34,12 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from virnucpro import __version__
-from virnucpro.errors import InputError, RetryableError
+from virnucpro.errors import InputError, OptionError, RetryableError
 from virnucpro.io.atomic import atomic_open
 from virnucpro.io.features import Features, load_features, save_features
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CHECKPOINT_EVERY = 10_000  # frames per part
 DEFAULT_LOCK_WAIT_SECONDS = 3600.0  # a live duplicate finishes a shard well within this
 _HASH_BLOCK = 8 << 20
 
@@ -230,7 +229,7 @@ class PartStore:
     def plan(n_frames: int, every: int) -> list[tuple[int, int, int]]:
         """[(part index, first frame, end frame)] covering 0..n_frames in order."""
         if every < 1:
-            raise InputError("--checkpoint-every", f"must be at least 1, got {every}")
+            raise OptionError("checkpoint_every", f"must be at least 1, got {every}")
         return [(i, start, min(start + every, n_frames)) for i, start in enumerate(range(0, n_frames, every))]
 
     def part_path(self, index: int) -> Path:

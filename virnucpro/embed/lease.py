@@ -41,13 +41,13 @@ from pathlib import Path
 from typing import Iterator
 
 from virnucpro.errors import InputError, RetryableError
+from virnucpro.options import DEFAULT_LEASE_DIR
 
 log = logging.getLogger(__name__)
 
 # Waiting for a device is the queue when shards outnumber GPUs, so the default is long; Nextflow's `time`
 # directive or the user ends it earlier. Past it the task exits 75 and Nextflow may retry it.
 DEFAULT_WAIT_SECONDS = 24 * 3600.0
-DEFAULT_LEASE_DIR = "/tmp/virnucpro-gpu-leases"
 PSEUDO_DEVICES_ENV = "VIRNUCPRO_NUM_GPUS"
 # A standby polls its device's active lock this often: the GPU idles at most this long between two tasks.
 STANDBY_POLL_SECONDS = 0.02

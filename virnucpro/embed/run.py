@@ -27,14 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from virnucpro.errors import InputError
+from virnucpro import options
+from virnucpro.errors import InputError, OptionError
 from virnucpro.io.atomic import atomic_write_text
 from virnucpro.models.encoders import model_paths
 
 log = logging.getLogger("virnucpro.embed")
 
-PRECISIONS = ("fp16", "fp32")
-DEVICES = ("auto", "cpu", "cuda")
 # Inductor keeps its FX-graph and AOTAutograd caches here and, by default, Triton's kernels under triton/<device>.
 COMPILE_CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
 
@@ -115,21 +114,18 @@ def current_rss_bytes() -> int | None:
         return None
 
 
-def embed_shard(frames_path, out_path, *, esm_model, dnabert_model, device="auto", precision="fp16",
-                checkpoint_dir=None, checkpoint_every=10000, gpus=None, lease_dir=None, token_budget=None,
+def embed_shard(frames_path, out_path, *, esm_model, dnabert_model, device=options.DEFAULT_DEVICE,
+                precision=options.DEFAULT_PRECISION, checkpoint_dir=None,
+                checkpoint_every=options.DEFAULT_CHECKPOINT_EVERY, gpus=None, lease_dir=None, token_budget=None,
                 summary_path=None, workers=None, compile=None, model_check=None, compile_cache=None,
                 dedup=True) -> dict:
     from virnucpro.embed import lease as gpu_lease
     from virnucpro.embed import standby
 
-    if precision not in PRECISIONS:
-        raise InputError("--precision", f"must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if device not in DEVICES:
-        raise InputError("--device", f"must be one of {', '.join(DEVICES)}, got {device!r}")
-    if checkpoint_every < 1:
-        raise InputError("--checkpoint-every", f"must be at least 1, got {checkpoint_every}")
-    if token_budget is not None and token_budget < 1:
-        raise InputError("--token-budget", f"must be at least 1, got {token_budget}")
+    options.require_choice("precision", precision, options.PRECISIONS)
+    options.require_choice("device", device, options.DEVICES)
+    options.require_at_least("checkpoint_every", checkpoint_every, 1)
+    options.require_at_least("token_budget", token_budget, 1)
     job = EmbedJob(frames_path, out_path, model_paths(esm_model, dnabert_model), precision=precision,
                    checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, token_budget=token_budget,
                    summary_path=summary_path, workers=workers, compile=compile, model_check=model_check,
@@ -148,7 +144,7 @@ def embed_shard(frames_path, out_path, *, esm_model, dnabert_model, device="auto
         # A task on standby builds on the busy GPU and waits for it just before its first batch (embed/standby.py).
         standby.prepare(leased, job.model_paths.values(), 2 if precision == "fp16" else 4, prepared.times)
         if leased is None and device == "cuda":
-            raise InputError("--device", "cuda was asked for but no GPU is available to this task")
+            raise OptionError("device", "cuda was asked for but no GPU is available to this task")
         # run_embed hands the lease back once the last batch is computed (gpu.close); exiting here then does
         # nothing.
         return run_embed(job, prepared, resolve_settings(job, leased), leased=leased, release_gpu=gpu.close)
@@ -161,9 +157,9 @@ class EmbedJob:
     frames_path: str | os.PathLike
     out_path: str | os.PathLike
     model_paths: dict  # encoder name → model file (models/encoders.py)
-    precision: str = "fp16"  # as requested; the CPU computes in fp32 whatever this says
+    precision: str = options.DEFAULT_PRECISION  # as requested; the CPU computes in fp32 whatever this says
     checkpoint_dir: str | os.PathLike | None = None
-    checkpoint_every: int = 10000
+    checkpoint_every: int = options.DEFAULT_CHECKPOINT_EVERY
     token_budget: int | None = None
     summary_path: str | os.PathLike | None = None
     workers: int | None = None

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from virnucpro.errors import ModelFormatError
+from virnucpro.options import flag
 
 # The published classifiers are named after the chunk length they were trained on (MODELS.md §3).
 _CHUNK_IN_NAME = re.compile(r"^(\d+)_model\.pth$")
@@ -69,7 +70,7 @@ def check_models(esm_path, dnabert_path, classifier_path, chunk_length: int | No
     check.facts["classifier_chunk_length"] = stated
     if stated is not None and chunk_length is not None and stated != chunk_length:
         check.problems.append(f"{classifier_path}: the file name says it was trained on {stated}-bp chunks, "
-                              f"but the chunk length is {chunk_length}")
+                              f"but {flag('chunk_length')} is {chunk_length}")
     return check
 
 

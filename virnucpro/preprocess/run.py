@@ -39,7 +39,6 @@ from virnucpro.preprocess.sixframe import FRAME_SUFFIXES, identify_frames
 
 log = logging.getLogger(__name__)
 
-CHUNK_LENGTHS = (300, 500)  # the lengths the published models were trained on
 BATCH_BASES = 1 << 21  # bases per batch of records
 BATCH_RECORDS = 1 << 16  # records per batch at most (bounds batches of empty or tiny records)
 MAX_EMPTY_WARNINGS = 10

@@ -28,14 +28,14 @@ from array import array
 from pathlib import Path
 
 from virnucpro import __version__
-from virnucpro.errors import InputError, user_path
+from virnucpro.errors import InputError, OptionError, user_path
 from virnucpro.io.atomic import atomic_output_dir
 from virnucpro.io.seqio import FASTA_LINE_WIDTH, read_sequences, wrap_fasta
+from virnucpro.options import CHUNK_LENGTHS, DEFAULT_MIN_LENGTH, DEFAULT_REGION_GAP
 from virnucpro.report import regions, rollup
 
 log = logging.getLogger(__name__)
 
-CHUNK_LENGTHS = (300, 500)  # the published models' chunk lengths
 SHORT_READ_FRACTION = 0.75  # warn when the median record is shorter than this fraction of the chunk length
 SUMMARY_FORMAT = "virnucpro.sample_summary/1"
 CALL_RULE = ("virus_score >= threshold, where virus_score is the record's best chunk score "
@@ -87,17 +87,17 @@ def _length_stats(lengths: array) -> dict:
 
 def aggregate_sample(sample: str, prediction_paths: list[Path], records_path: Path, input_path: Path,
                      threshold: float, outdir: Path, chunk_length: int | None = None,
-                     shard_paths: list[Path] | None = None, min_length: int = 0,
-                     region_gap: int = regions.DEFAULT_GAP) -> dict:
+                     shard_paths: list[Path] | None = None, min_length: int = DEFAULT_MIN_LENGTH,
+                     region_gap: int = DEFAULT_REGION_GAP) -> dict:
     """Write the sample's result files into ``outdir``; return the summary (also written as JSON)."""
     from virnucpro.classify.outputs import write_highestscore, write_prediction_results
 
     if not 0.0 <= threshold <= 1.0:
-        raise InputError("--threshold", f"must be between 0 and 1, got {threshold}")
+        raise OptionError("threshold", f"must be between 0 and 1, got {threshold}")
     if min_length < 0:
-        raise InputError("--min-length", f"must be 0 or a positive number of bases, got {min_length}")
+        raise OptionError("min_length", f"must be 0 or a positive number of bases, got {min_length}")
     if region_gap < 0:
-        raise InputError("--region-gap", f"must be 0 or a positive number of chunks, got {region_gap}")
+        raise OptionError("region_gap", f"must be 0 or a positive number of chunks, got {region_gap}")
     records_path, input_path = Path(records_path), Path(input_path)
     if not input_path.is_file():
         raise InputError(input_path, "input sequence file not found")

@@ -25,8 +25,9 @@ from virnucpro import __version__
 from virnucpro.errors import InputError
 from virnucpro.io.atomic import atomic_output_dir
 from virnucpro.models.encoders import ENCODERS
+from virnucpro.options import CHUNK_LENGTHS
 from virnucpro.report import svg
-from virnucpro.report.aggregate import CHUNK_LENGTHS, SHORT_READ_FRACTION
+from virnucpro.report.aggregate import SHORT_READ_FRACTION
 
 REPORT_NAME = "virnucpro_report.html"
 MQC_SUMMARY = "virnucpro_summary_mqc.tsv"
@@ -331,8 +332,12 @@ def _provenance_section(samples: list[dict], embeds: list[dict], files: list[tup
         if record is None:
             out += f"<pre>{escape(Path(path).read_text(encoding='utf-8', errors='replace'))}</pre>"
             continue
-        settings = [[escape(k), _text(record.get(k))] for k in ("precision", "chunk_length", "virnucpro_version")
-                    if k in record]
+        settings = [[escape(k), _text(record.get(k))]
+                    for k in ("precision_requested", "chunk_length", "virnucpro_version") if k in record]
+        # What the EMBED tasks computed in (a CPU task uses fp32 whatever was requested), from their summaries.
+        used = sorted({str(e["precision"]) for e in embeds if e.get("precision")})
+        if used:
+            settings.insert(1, ["precision_used", _text(", ".join(used))])
         out += _table(["setting", "value"], settings, left=2)
         models = [[_text(m.get("name", role)), _text(m.get("kind")), _yes_no(m.get("test_model")),
                    _text(m.get("path")), f"<code>{_text(m.get('sha256'))}</code>", _count(m.get("size"))]

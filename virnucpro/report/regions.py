@@ -21,7 +21,6 @@ from typing import Sequence
 
 from virnucpro.preprocess.chunking import chunk_starts
 
-DEFAULT_GAP = 1  # chunks; docs/output.md, "Viral regions", says why
 REGION_COLUMNS = (
     "region_id", "record_id", "start", "end", "length", "first_chunk", "last_chunk", "n_chunks", "n_chunks_viral",
     "mean_chunk_score", "max_chunk_score", "whole_record",

@@ -6,7 +6,6 @@ process AGGREGATE {
 
     input:
     tuple val(meta), path(predictions, arity: '1..*', stageAs: 'predictions/*'), path(shards, arity: '1..*', stageAs: 'shards/*'), path(records), path(reads, stageAs: 'input/*')
-    val chunk_length
 
     output:
     tuple val(meta), path('aggregate/prediction_results.txt')             , emit: predictions
@@ -38,7 +37,6 @@ process AGGREGATE {
         --shards ${shard_frames} \\
         --records ${records} \\
         --input ${reads} \\
-        --chunk-length ${chunk_length} \\
         --outdir aggregate \\
         ${args}
     """

@@ -1,11 +1,10 @@
-// Cut a sample's sequences into chunk_length chunks and keep each chunk's stop-free frames.
+// Cut a sample's sequences into chunks (--chunk-length, from task.ext.args) and keep each chunk's stop-free frames.
 process PREPROCESS {
     tag "${meta.id}"
     label 'process_single'
 
     input:
     tuple val(meta), path(reads, stageAs: 'input/*')
-    val chunk_length
 
     output:
     tuple val(meta), path('preprocess/identified_nucleotide.fa'), path('preprocess/identified_protein.faa'), emit: frames
@@ -21,7 +20,6 @@ process PREPROCESS {
     """
     virnucpro preprocess \\
         --input ${reads} \\
-        --chunk-length ${chunk_length} \\
         --sample '${meta.id}' \\
         --outdir preprocess \\
         ${args}

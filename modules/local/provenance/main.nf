@@ -10,8 +10,6 @@ process PROVENANCE {
     path(esm_model, stageAs: 'models/esm/*')
     path(dnabert_model, stageAs: 'models/dnabert/*')
     path(classifier, stageAs: 'models/classifier/*')
-    val precision
-    val chunk_length
     val cache_dir
 
     output:
@@ -28,8 +26,6 @@ process PROVENANCE {
         --esm-model ${esm_model} \\
         --dnabert-model ${dnabert_model} \\
         --classifier ${classifier} \\
-        --precision ${precision} \\
-        --chunk-length ${chunk_length} \\
         --cache-dir '${cache_dir}' \\
         --out model_provenance.json \\
         ${args}
@@ -37,6 +33,6 @@ process PROVENANCE {
 
     stub:
     """
-    printf '{"precision": "%s", "chunk_length": %s, "models": {}}\\n' '${precision}' '${chunk_length}' > model_provenance.json
+    echo '{"models": {}}' > model_provenance.json
     """
 }

@@ -5,7 +5,6 @@ process SHARD {
 
     input:
     tuple val(meta), path(nucleotide), path(protein)
-    val shard_tokens
 
     output:
     tuple val(meta), path('shards/shard_*.tsv', arity: '1..*'), emit: shards
@@ -20,7 +19,6 @@ process SHARD {
     virnucpro shard \\
         --nucleotide ${nucleotide} \\
         --protein ${protein} \\
-        --shard-tokens ${shard_tokens} \\
         --outdir shards \\
         ${args}
     """

@@ -1,13 +1,13 @@
 /*
- * Pipeline initialisation and completion: --help, the launch check, input samples as [meta, file] pairs,
- * params.json, and the end-of-run message.
+ * Pipeline initialisation and completion: --help and the launch check (both from Python), input samples as
+ * [meta, file] pairs, params.json, and the end-of-run message.
  *
  * Parameters and --input are checked by `virnucpro check-input` (virnucpro/io/pipeline_params.py against
  * nextflow_schema.json, virnucpro/io/samplesheet.py against assets/schema_input.json), run once here on the launch
  * host with its standard-library python3, like `virnucpro publish`: a bad run stops before any task is submitted,
  * which a first process could not promise, and a check inside a container would not see the samplesheet's files
  * (a task sees only what Nextflow staged for it). Groovy keeps what only Nextflow can do: the config (validation.*,
- * resource caps), the help text read from the schema, and file() for the staged inputs.
+ * resource caps) and file() for the staged inputs.
  *
  * Every problem found before the run starts is reported as one line per problem, nothing is written to --outdir
  * (the trace file Nextflow opens at start-up is removed again), and the exit status is non-zero.
@@ -15,10 +15,8 @@
 
 workflow PIPELINE_INITIALISATION {
     main:
-    def schema = readSchema("${projectDir}/nextflow_schema.json")
-
     if (params.help) {
-        println(helpText(schema))
+        println(helpText())
         discardRunFiles()
         System.exit(0)
     }
@@ -61,60 +59,24 @@ def completionMessage() {
 }
 
 // ------------------------------------------------------------------------------------------------------------
-// Schema
+// Help and launch check
 
-def readSchema(String path) {
-    return new groovy.json.JsonSlurper().parse(new File(path))
+// Every parameter of nextflow_schema.json by section, as `virnucpro check-input --print-help` writes it.
+def helpText() {
+    def result = runOnHost(['check-input', '--print-help'])
+    if (result.status != 0) {
+        abortRun(["`virnucpro check-input --print-help` exited with status ${result.status}: ${result.err.trim()}".toString()])
+    }
+    return result.out.trim()
 }
 
-// [name: [definition..., group: title, required: bool]] in the order of the schema.
-def schemaParameters(schema) {
-    def result = [:]
-    schema['$defs'].each { groupName, group ->
-        def required = group.required ?: []
-        group.properties.each { name, definition ->
-            result[name] = definition + [group: group.title ?: groupName, required: name in required]
-        }
-    }
-    return result
-}
-
-def helpText(schema) {
-    def lines = []
-    lines << "virnucpro ${workflow.manifest.version}: ${workflow.manifest.description}"
-    lines << ''
-    lines << 'Usage:'
-    lines << '  nextflow run main.nf --input <fasta|fastq|samplesheet.csv> --esm_model <path> --dnabert_model <dir> \\'
-    lines << '      --classifier <pth> --chunk_length <300|500> [-profile gpu|slurm|test] [--outdir results]'
-    def lastGroup = null
-    schemaParameters(schema).each { name, definition ->
-        if (definition.group != lastGroup) {
-            lines << ''
-            lines << "${definition.group}:"
-            lastGroup = definition.group
-        }
-        def types = definition.type instanceof List ? definition.type.findAll { it != 'null' }.join('|') : definition.type
-        def flags = [types]
-        if (definition.required) {
-            flags << 'required'
-        }
-        if (definition.hidden) {
-            flags << 'hidden'
-        }
-        lines << "  --${name.padRight(18)} [${flags.join(', ')}] ${definition.description ?: ''}".toString()
-        if (definition['enum']) {
-            lines << "      choices: ${definition['enum'].join(', ')}".toString()
-        }
-        if (definition.containsKey('default') && definition['default'] != null) {
-            lines << "      default: ${definition['default']}".toString()
-        }
-        if (definition.help_text) {
-            lines << "      ${definition.help_text}".toString()
-        }
-    }
-    lines << ''
-    lines << 'Nextflow options (one dash): -profile, -resume, -c <config>, -work-dir <dir>; see docs/install.md.'
-    return lines.join('\n')
+// `bin/virnucpro <args>` on the launch host: [status: exit status, out: stdout, err: stderr].
+def runOnHost(List args) {
+    def proc = (["${projectDir}/bin/virnucpro"] + args).collect { it.toString() }.execute()
+    def out = new StringBuffer()
+    def err = new StringBuffer()
+    proc.waitForProcessOutput(out, err)
+    return [status: proc.exitValue(), out: out.toString(), err: err.toString()]
 }
 
 // max_cpus, max_memory and max_time (set by older nf-core/configs profiles) cap every task as process.resourceLimits
@@ -136,9 +98,6 @@ def applyLegacyResourceCaps() {
     log.info("virnucpro: task resources capped at ${limits.collect { key, value -> "${key} ${value}" }.join(', ')} (max_cpus/max_memory/max_time)")
 }
 
-// ------------------------------------------------------------------------------------------------------------
-// Launch check
-
 // Runs `virnucpro check-input` on the run's parameters; returns [samples: [record, ...], problems: [...]] and shows
 // its warnings. Values travel as JSON: true, numbers and text as Nextflow parsed them, anything else (a memory or
 // duration value from a config file) as its text.
@@ -150,22 +109,19 @@ def checkInput() {
     def paramsFile = java.nio.file.Files.createTempFile('virnucpro-params-', '.json')
     def samplesFile = java.nio.file.Files.createTempFile('virnucpro-samples-', '.json')
     paramsFile.toFile().text = groovy.json.JsonOutput.toJson(given)
-    def command = ["${projectDir}/bin/virnucpro", 'check-input', '--params', paramsFile, '--out', samplesFile,
-                   '--ignore-params', (validation.ignoreParams ?: []).join(',')]
+    def args = ['check-input', '--params', paramsFile, '--out', samplesFile,
+                '--ignore-params', (validation.ignoreParams ?: []).join(',')]
     if (validation.failUnrecognisedParams) {
-        command << '--fail-unrecognised-params'
+        args << '--fail-unrecognised-params'
     }
-    def proc = command.collect { it.toString() }.execute()
-    def out = new StringBuffer()
-    def err = new StringBuffer()
-    proc.waitForProcessOutput(out, err)
+    def result = runOnHost(args)
     def text = samplesFile.toFile().text
     [paramsFile, samplesFile].each { java.nio.file.Files.deleteIfExists(it) }
-    def lines = err.toString().readLines().findAll { it.trim() }
+    def lines = result.err.readLines().findAll { it.trim() }
     lines.findAll { it.startsWith('virnucpro: warning: ') }.each { log.warn("virnucpro: ${it - 'virnucpro: warning: '}") }
     def problems = lines.findAll { it.startsWith('virnucpro: error: ') }.collect { it - 'virnucpro: error: ' }
-    if (proc.exitValue() != 0) {
-        return [samples: [], problems: problems ?: ["`virnucpro check-input` exited with status ${proc.exitValue()}: ${lines ? lines.last() : 'no message'}".toString()]]
+    if (result.status != 0) {
+        return [samples: [], problems: problems ?: ["`virnucpro check-input` exited with status ${result.status}: ${lines ? lines.last() : 'no message'}".toString()]]
     }
     return [samples: new groovy.json.JsonSlurper().parseText(text), problems: []]
 }

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from virnucpro.errors import InputError
 from virnucpro.io.atomic import atomic_open
+from virnucpro.io.seqio import EMPTY_FILE, sniff_problem
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "assets" / "schema_input.json"
 
@@ -244,8 +245,6 @@ def resolve_input(location: str, schema: dict | None = None) -> tuple[list[Sampl
     inside would download them twice. An empty file is an error for a lone file and a warning in a samplesheet, where
     it must not block the other samples: it runs as a sample with 0 records and is reported.
     """
-    from virnucpro.io.seqio import EMPTY_FILE, sniff_problem
-
     schema = schema or load_schema()
     lone = not location.lower().endswith(".csv")
     if lone:

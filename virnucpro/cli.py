@@ -24,6 +24,7 @@ COMMANDS = {
     "report": "Write the run's HTML report and MultiQC files.",
     "predict": "Run the whole computation on one machine, without Nextflow.",
     "check-samplesheet": "Validate a samplesheet and list its samples.",
+    "check-input": "Check the pipeline's parameters and --input before a run starts; list the samples.",
     "pool-mates": "Pool the two mate files of paired reads into one FASTA, mate ids made unique.",
     "publish": "Put a finished result folder into --outdir as one unit (all of it or nothing).",
     "provenance": "Check the models, then record their files (sha256, size, path), precision and chunk length.",

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from virnucpro.errors import InputError
 from virnucpro.io.atomic import atomic_open
+from virnucpro.io.seqio import EMPTY_FILE, sniff_problem
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "assets" / "schema_input.json"
 
@@ -44,7 +45,7 @@ _LOOKALIKE_CUTOFF = 0.85
 class Sample:
     sample: str
     files: tuple[str, ...]  # absolute paths or URIs; two for paired reads (fastq_1, fastq_2)
-    format: str  # the column of the (first) file: "fasta", "fastq" or "fastq_1"
+    format: str  # the column of the (first) file: "fasta", "fastq" or "fastq_1"; "" for a lone --input file
     meta: dict = field(default_factory=dict)  # metadata columns, in sheet order (empty cells left out)
 
 
@@ -221,3 +222,45 @@ def write_valid_samplesheet(samples: list[Sample], out: str | os.PathLike) -> No
     with atomic_open(out, "w") as fh:
         json.dump(records, fh, indent=1)
         fh.write("\n")
+
+
+def _file_sample(location: str, schema: dict) -> tuple[Sample, list[str]]:
+    """A lone sequence file as a sample named after the file (without .gz and its extension)."""
+    name = location.rstrip("/").rsplit("/", 1)[-1]
+    sample = re.sub(r"\.[^.]+$", "", re.sub(r"(?i)\.gz$", "", name))
+    shown_as = location if is_uri(location) else str(Path(os.path.abspath(os.path.expanduser(location))))
+    rule = schema["items"]["properties"]["sample"]
+    reserved = rule.get("not", {}).get("enum", [])
+    problems = []
+    if not re.search(rule["pattern"], sample) or sample in reserved:
+        problems.append(f"{shown_as}: '{sample}' (from the file name) cannot be a sample name: use letters, digits, "
+                        f"'.', '_', '-' and not {' or '.join(reserved)}; rename the file or use a samplesheet")
+    return Sample(sample, (shown_as,), ""), problems
+
+
+def resolve_input(location: str, schema: dict | None = None) -> tuple[list[Sample], list[str], list[str]]:
+    """(samples, problems, warnings) of the pipeline's --input: a samplesheet (.csv) or one sequence file.
+
+    Local sequence files are sniffed (``seqio.sniff_problem``); URIs are left for Nextflow to stage, since looking
+    inside would download them twice. An empty file is an error for a lone file and a warning in a samplesheet, where
+    it must not block the other samples: it runs as a sample with 0 records and is reported.
+    """
+    schema = schema or load_schema()
+    lone = not location.lower().endswith(".csv")
+    if lone:
+        sample, problems = _file_sample(location, schema)
+        samples = [sample]
+    else:
+        try:
+            samples, problems = read_samplesheet(location, schema), []
+        except InputError as exc:
+            return [], [str(exc)], []
+    warnings: list[str] = []
+    for sample in samples:
+        for path in (f for f in sample.files if not is_uri(f)):
+            problem = sniff_problem(path)
+            if problem == EMPTY_FILE and not lone:
+                warnings.append(f"sample {sample.sample}: {path}: {problem}; it runs as a sample with 0 records")
+            elif problem:
+                problems.append(f"{path}: {problem}")
+    return samples, problems, warnings

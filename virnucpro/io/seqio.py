@@ -86,6 +86,36 @@ def _decompression_errors(path: Path, kind: str):
         raise
 
 
+EMPTY_FILE = "file is empty"
+
+
+def sniff_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` cannot be a FASTA or FASTQ file, judged from its first 64 KiB, or None.
+
+    The cheap look the pipeline takes at every local input before a run starts, so that the common mistakes (a
+    missing, empty or non-sequence file) stop it then; reading the whole file is preprocessing's job. The problem
+    is ``EMPTY_FILE`` when the file holds no record at all (0 bytes, blank lines, an empty .gz).
+    """
+    path = Path(path)
+    if not path.exists():
+        return "no such file"
+    if path.is_dir():
+        return "is a directory, expected a FASTA or FASTQ file"
+    try:
+        stream, kind = _open_binary(path)
+        with stream:
+            head = stream.peek(_SNIFF_BYTES)[:_SNIFF_BYTES]
+    except (OSError, EOFError, zlib.error, lzma.LZMAError, InputError) as exc:
+        return f"cannot be read as FASTA/FASTQ ({exc})"
+    first = head.lstrip()[:1]
+    if not first:
+        return EMPTY_FILE
+    if first not in (b">", b"@"):
+        shown = f"'{first.decode()}'" if 32 <= first[0] < 127 else f"byte 0x{first[0]:02x}"
+        return f"not a FASTA or FASTQ file (starts with {shown}, expected '>' or '@')"
+    return None
+
+
 def _binary_problem(path: Path, record_number: int):
     return InputError(path, f"binary content in record {record_number}: not a text FASTA/FASTQ file")
 

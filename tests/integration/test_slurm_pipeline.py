@@ -1,6 +1,6 @@
 """The pipeline through a one-node SLURM (tests/slurm/): every task a SLURM job, results equal the local run's.
 
-Opt-in like tests/slurm/test_slurm.py: VIRNUCPRO_SLURM_TESTS=1, root, slurm-wlm + munge installed
+Opt-in like test_slurm.py: VIRNUCPRO_SLURM_TESTS=1, root, slurm-wlm + munge installed
 (`make test-slurm` does all three; `.ci/run` runs it in CI). Compares the published result files byte for byte
 with the shared local `-profile test` run (same parameters), and checks that the EMBED jobs asked SLURM for a GPU.
 """

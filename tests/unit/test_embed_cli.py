@@ -98,6 +98,7 @@ def test_bad_protein_is_one_clear_error(tiny_models, tmp_path, capsys):
     assert not out.exists()
 
 
+@pytest.mark.integration
 def test_a_sigterm_during_embed_is_logged_as_killed_with_exit_143(tiny_models, tmp_path):
     """The embed command turns SIGTERM into one classified failure line and the conventional exit status."""
     import signal

@@ -129,6 +129,7 @@ def small_tmpfs(tmp_path):
     subprocess.run(["umount", str(mnt)], check=True)
 
 
+@pytest.mark.integration
 def test_a_real_full_disk_leaves_nothing_and_says_so(tmp_path, small_tmpfs, capsys):
     files = sources(tmp_path, {"small.tsv": 1000, "big.fa": 400_000})
     dest = small_tmpfs / "S"

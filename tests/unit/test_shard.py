@@ -94,6 +94,7 @@ def test_rerun_into_the_same_directory_leaves_no_stale_shards(tmp_path):
     assert read_all(paths) == [frames]
 
 
+@pytest.mark.integration
 def test_cli_shards_a_fasta_pair(tmp_path):
     frames = make_frames(40, seed=4)
     (tmp_path / "nt.fa").write_text("".join(f">{f.id}\n{f.nucleotide}\n" for f in frames))

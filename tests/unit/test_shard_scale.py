@@ -65,7 +65,8 @@ def test_same_features_at_any_scale(frames, whole, tiny_models, tmp_path, monkey
     assert n_shards >= min_shards
     assert feats.ids == [f.id for f in frames]
     # FP32: within 1e-5. Not bit-identical: a different packing changes the GEMM shapes, hence the summation
-    # order (measured up to ~1e-6 here); identical parts give identical bits (test_resume_embed.py).
+    # order (measured up to ~1e-6 here); identical parts give identical bits
+    # (tests/integration/test_embed_kill_resume.py).
     for field in ("nucleotide", "protein"):
         got, want = getattr(feats, field), getattr(whole, field)
         print(f"{field}: shard_tokens={shard_tokens} every={every} budget={token_budget}: "

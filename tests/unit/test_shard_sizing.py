@@ -99,6 +99,7 @@ def sh_pseudo():
     return PSEUDO_DEVICES_ENV
 
 
+@pytest.mark.integration
 def test_cli_auto_and_explicit(tmp_path):
     frames = make_frames(40, seed=4)
     (tmp_path / "nt.fa").write_text("".join(f">{f.id}\n{f.nucleotide}\n" for f in frames))

@@ -40,6 +40,7 @@ import torch
 from virnucpro.embed import packing
 from virnucpro.embed.engine import EmbeddingEngine
 from virnucpro.embed.run import build_encoders
+from virnucpro.models.encoders import DnabertTokenize, EsmTokenize
 from virnucpro.embed.telemetry import Telemetry
 from virnucpro.io.features import Features, save_features
 from virnucpro.models import esm2 as esm2_mod
@@ -279,9 +280,7 @@ def run_hf(hf, frames, dev, budget=65536):
 
 # ------------------------------------------------------------------------------------------------- compile
 def compiled_esm_forward(model: ESM2):
-    from virnucpro.embed.engine import esm2_split_forward
-
-    return esm2_split_forward(model, compile=True)
+    return model.compiled_forward(compile=True)
 
 
 # ------------------------------------------------------------------------------------------------- references
@@ -344,6 +343,13 @@ def classifier_agreement(ref: np.ndarray, test: np.ndarray, seed: int):
 
 
 # ------------------------------------------------------------------------------------------------- DNABERT attention
+def pad_segments(x: torch.Tensor, seq_of, pos, n_seq: int, max_seqlen: int) -> torch.Tensor:
+    """Packed [T, ...] → padded [n_seq, max_seqlen, ...], zeros in the padding (the naive layout timed against)."""
+    padded = x.new_zeros((n_seq, max_seqlen) + tuple(x.shape[1:]))
+    padded[seq_of, pos] = x
+    return padded
+
+
 def dnabert_attention_compare(dev, dtype, tokenizer, frames, budget=32768):
     from virnucpro.models.attention import alibi_slopes, flex_alibi_attention
     from virnucpro.models.dnabert import alibi_bias
@@ -362,7 +368,7 @@ def dnabert_attention_compare(dev, dtype, tokenizer, frames, budget=32768):
         valid = torch.zeros(n_seq, L, dtype=torch.bool, device=dev)
         valid[seq_of, pos] = True
         bias = (alibi_bias(slopes, L)[None] + (~valid).float()[:, None, None, :] * -10000.0).to(dtype)
-        qp, kp, vp = (esm2_mod.pad_segments(x, seq_of, pos, n_seq, L).transpose(1, 2) for x in (q, k, v))
+        qp, kp, vp = (pad_segments(x, seq_of, pos, n_seq, L).transpose(1, 2) for x in (q, k, v))
         out = torch.nn.functional.scaled_dot_product_attention(qp, kp, vp, attn_mask=bias)
         return out.transpose(1, 2)[seq_of, pos]
 
@@ -453,9 +459,10 @@ def main():
         R[f"work_{name}"] = {"frames": len(frames), "esm_tokens": e_tok, "dnabert_tokens": d_tok}
         say(f"workload {name}: {len(frames)} frames, {e_tok} ESM tokens, {d_tok} DNABERT tokens")
 
-    encoders = build_encoders(esm, dna, tokenizer, args.budget)
+    encoders = build_encoders({"protein": esm, "nucleotide": dna},
+                              {"protein": EsmTokenize(), "nucleotide": DnabertTokenize(tokenizer)}, args.budget)
     engine = EmbeddingEngine(encoders, dev, workers=args.workers)
-    R["token_budget"] = dict(zip([e.field for e in encoders], engine.budgets))
+    R["token_budget"] = dict(zip([e.name for e in encoders], engine.budgets))
     esm_only = EmbeddingEngine(encoders[:1], dev, workers=args.workers)
     say("token budgets:", R["token_budget"])
 
@@ -529,7 +536,7 @@ def main():
         # Same weights: HF fp16 and our packed fp16 must agree.
         _, _, ours, _ = run_engine(esm_only, work["500bp"][:64])
         _, hf_feats, _ = run_hf(hf, work["500bp"][:64], dev)
-        R["hf_vs_ours_fp16"] = dict(zip(("min_cos", "min_centred_cos", "max_rel"), cosines(ours.protein, hf_feats)))
+        R["hf_vs_ours_fp16"] = dict(zip(("min_cos", "min_centred_cos", "max_rel"), cosines(ours["protein"], hf_feats)))
         say("HF fp16 vs ours fp16 (same weights):", R["hf_vs_ours_fp16"])
         del hf
         torch.cuda.empty_cache() if cuda else None
@@ -585,8 +592,8 @@ def main():
         prot32, nuc32 = reference_fp32(esm32, dna32, tokenizer, frames, dev)
         say(f"fp32 reference: {time.perf_counter() - t0:.1f} s")
         _, _, feats, _ = run_engine(engine, frames)
-        R["check_esm"] = dict(zip(("min_cos", "min_centred_cos", "max_rel"), cosines(feats.protein, prot32)))
-        R["check_dnabert"] = dict(zip(("min_cos", "min_centred_cos", "max_rel"), cosines(feats.nucleotide, nuc32)))
+        R["check_esm"] = dict(zip(("min_cos", "min_centred_cos", "max_rel"), cosines(feats["protein"], prot32)))
+        R["check_dnabert"] = dict(zip(("min_cos", "min_centred_cos", "max_rel"), cosines(feats["nucleotide"], nuc32)))
         ref_cat = np.concatenate([nuc32, prot32], 1)
         R["check_classifier"] = classifier_agreement(ref_cat, feats.concatenated(), 5)
         say("check ESM-2 packed fp16 vs fp32:", R["check_esm"])
@@ -596,7 +603,7 @@ def main():
             esm.forward_packed = compiled_esm_forward(esm)
             _, _, feats_c, _ = run_engine(engine, frames)
             R["check_esm_compiled"] = dict(zip(("min_cos", "min_centred_cos", "max_rel"),
-                                               cosines(feats_c.protein, prot32)))
+                                               cosines(feats_c["protein"], prot32)))
             say("check ESM-2 compiled fp16 vs fp32:", R["check_esm_compiled"])
 
     engine.close()

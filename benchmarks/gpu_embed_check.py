@@ -81,8 +81,8 @@ def main():
             res.update(ids_ok=f.ids == ref.ids, device=s["device"], gpu=s["gpu"], precision=s["precision"],
                        compiled=s["compiled_esm"], peak_gib=round((s["gpu_memory_peak_bytes"] or 0) / 2**30, 3),
                        parts=s["parts"], test_models=s["test_models"])
-            res["esm_min_centred_cos"], res["esm_max_rel"] = cosines(f.protein, ref.protein)
-            res["dna_min_centred_cos"], res["dna_max_rel"] = cosines(f.nucleotide, ref.nucleotide)
+            res["esm_min_centred_cos"], res["esm_max_rel"] = cosines(f["protein"], ref["protein"])
+            res["dna_min_centred_cos"], res["dna_max_rel"] = cosines(f["nucleotide"], ref["nucleotide"])
         else:
             res["stderr"] = err
         R[f"embed_{name}"] = res

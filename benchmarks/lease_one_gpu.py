@@ -129,8 +129,8 @@ def main() -> int:
         together = load_features(work / f"together_{shard.stem}.npz")
         assert alone.ids == together.ids, shard
         for field in ("nucleotide", "protein"):
-            ref = getattr(alone, field)
-            diff = np.abs(getattr(together, field) - ref).max() / max(np.abs(ref).max(), 1e-12)
+            ref = alone[field]
+            diff = np.abs(together[field] - ref).max() / max(np.abs(ref).max(), 1e-12)
             max_diff = max(max_diff, float(diff))
     report = {
         "shards": args.shards, "frames_per_shard": args.frames, "gpus": args.gpus, "wall_seconds": round(wall, 2),

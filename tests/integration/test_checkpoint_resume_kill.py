@@ -1,67 +1,30 @@
-"""kill -9 at random points, re-run, and get exactly the uninterrupted output [CKPT-02].
-
-The embed step here is a stand-in with the real control flow (lease → checkpoint store → parts → final file),
-whose features are a deterministic function of each sequence; it is slow per frame so kills land anywhere: while
-computing, while writing a part, between a part and its marker, while writing the final file. The same checks
-against the real `virnucpro embed` with tiny models live in test_resume_embed.py.
+"""Resuming an embed from its checkpoint parts, through the real code (embed/run.py) with the tiny models on the CPU
+[CKPT-02]: which parts `resume_parts` reuses and which it leaves to do, a run interrupted after some parts that
+resumes to exactly the uninterrupted output, and two tasks on one shard. kill -9 of the real `virnucpro embed`
+at random points is in test_resume_embed.py.
 """
 
-import json
 import os
 import random
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from virnucpro.embed import run
+from virnucpro.embed.checkpoint import PartStore
+from virnucpro.embed.dedup import FeatureRows
 from virnucpro.embed.shard import split_frames
-from virnucpro.io.features import load_features
-from virnucpro.io.frames import Frame, read_frames_tsv
+from virnucpro.io.features import Features, load_features
+from virnucpro.io.frames import Frame
 
 ROOT = Path(__file__).resolve().parents[2]
-
-FAKE_EMBED = r"""
-import hashlib, os, sys, time
-import numpy as np
-from virnucpro.embed.checkpoint import PartStore, file_sha256
-from virnucpro.embed.lease import acquire_gpu
-from virnucpro.io.features import Features, save_features
-from virnucpro.io.frames import read_frames_tsv
-
-shard, out, root, every, delay, lease_dir, computed_log = sys.argv[1:8]
-every, delay = int(every), float(delay)
-frames = list(read_frames_tsv(shard))
-key = {"shard_sha256": file_sha256(shard), "models": {"fake": "1"}, "settings": {"precision": "fp32"},
-       "virnucpro": "test"}
-
-def embed(frame):
-    time.sleep(delay)
-    with open(computed_log, "a") as fh:
-        fh.write(frame.id + "\n")
-    seed = int.from_bytes(hashlib.sha256(frame.protein.encode()).digest()[:8], "little")
-    rng = np.random.default_rng(seed)
-    return rng.standard_normal(8).astype(np.float32), rng.standard_normal(12).astype(np.float32)
-
-with PartStore(root, key) as store, acquire_gpu(lease_dir, wait_seconds=60):
-    parts = []
-    for index, start, end in store.plan(len(frames), every):
-        chunk = frames[start:end]
-        feats = store.load_valid(index, [f.id for f in chunk])
-        if feats is None:
-            rows = [embed(f) for f in chunk]
-            feats = Features([f.id for f in chunk], np.stack([r[0] for r in rows]), np.stack([r[1] for r in rows]))
-            store.write(index, feats)
-        parts.append(feats)
-    save_features(out, Features.concat(parts))
-    store.remove()
-"""
+EVERY = 7
 
 
-def make_shard(tmp_path, n=60, seed=0):
+def make_shard(tmp_path, n=30, seed=0):
     rng = random.Random(seed)
     frames = []
     for i in range(n):
@@ -72,109 +35,118 @@ def make_shard(tmp_path, n=60, seed=0):
     return shard, frames
 
 
-def run_embed(tmp_path, shard, out, every, delay=0.01):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]), "VIRNUCPRO_NUM_GPUS": "1"}
-    return subprocess.Popen([sys.executable, "-c", FAKE_EMBED, str(shard), str(out), str(tmp_path / "ckpt"),
-                             str(every), str(delay), str(tmp_path / "leases"), str(tmp_path / "computed.log")],
-                            env=env, stderr=subprocess.PIPE, text=True)
+def part_features(ids, seed):
+    rng = np.random.default_rng(seed)
+    return Features(list(ids), {"nucleotide": rng.standard_normal((len(ids), 3)).astype(np.float32),
+                                "protein": rng.standard_normal((len(ids), 5)).astype(np.float32)})
 
 
-def assert_same_features(a, b):
-    assert a.ids == b.ids
-    np.testing.assert_array_equal(a.nucleotide, b.nucleotide)
-    np.testing.assert_array_equal(a.protein, b.protein)
+def leftover_parts(ckpt):
+    return sorted(p.name for p in Path(ckpt).glob("*/part_*"))
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_kill_9_at_random_points_then_resume_gives_the_uninterrupted_output(tmp_path, seed):
+def assert_identical(a, b):
+    assert a.ids == b.ids and a.names == b.names
+    for name in a.names:
+        np.testing.assert_array_equal(a[name], b[name])
+
+
+# ---------------------------------------------------------------------------------------------- resume_parts
+def test_without_checkpoints_every_part_is_to_do():
+    ids = [f"f{i}" for i in range(16)]
+    resume = run.resume_parts(None, ids, EVERY, FeatureRows(len(ids)))
+    assert resume.parts == [(0, 0, 7), (1, 7, 14), (2, 14, 16)]
+    assert resume.todo == resume.parts and resume.reused == 0
+
+
+@pytest.mark.parametrize("damage", [None, "delete its done marker", "truncate it", "corrupt it", "other frames"])
+def test_valid_parts_are_loaded_and_damaged_ones_left_to_do(tmp_path, damage):
+    ids = [f"f{i}" for i in range(20)]
+    key = {"shard_sha256": "s", "models": {"m": "1"}, "settings": {}, "virnucpro": "test"}
+    written = {}
+    with PartStore(tmp_path, key) as store:
+        for index, start, end in store.plan(len(ids), EVERY)[:2]:  # a killed run finished parts 0 and 1
+            written[index] = part_features(ids[start:end] if (index, damage) != (1, "other frames")
+                                           else [f"x{i}" for i in range(start, end)], index)
+            store.write(index, written[index])
+        part = store.part_path(1)
+        if damage == "delete its done marker":
+            store.marker_path(1).unlink()
+        elif damage == "truncate it":
+            part.write_bytes(part.read_bytes()[:100])
+        elif damage == "corrupt it":
+            data = bytearray(part.read_bytes())
+            data[-200] ^= 0x55
+            part.write_bytes(bytes(data))
+        rows = FeatureRows(len(ids))
+        resume = run.resume_parts(store, ids, EVERY, rows)
+    assert resume.todo == ([(2, 14, 20)] if damage is None else [(1, 7, 14), (2, 14, 20)])
+    assert resume.reused == (2 if damage is None else 1)
+    # A reused part's rows are its file's, exactly; nothing else is marked filled.
+    for name in ("nucleotide", "protein"):
+        np.testing.assert_array_equal(rows.arrays[name][:7], written[0][name])
+    assert rows.filled.tolist() == [True] * 7 + [damage is None] * 7 + [False] * 6
+    if damage is not None:
+        assert not store.part_path(1).exists()  # a damaged part is removed, never trusted later
+
+
+# ---------------------------------------------------------------------------------------------- the real run
+class Interrupted(Exception):
+    pass
+
+
+def embed(tiny_models, shard, out, ckpt, **kwargs):
+    return run.embed_shard(shard, out, esm_model=tiny_models.esm_pt, dnabert_model=tiny_models.dnabert,
+                           device="cpu", precision="fp32", checkpoint_dir=ckpt, checkpoint_every=EVERY, **kwargs)
+
+
+@pytest.mark.slow
+def test_a_run_stopped_after_some_parts_resumes_them_and_writes_the_uninterrupted_output(tiny_models, tmp_path,
+                                                                                        monkeypatch):
     shard, frames = make_shard(tmp_path)
-    every = 7
-    reference = tmp_path / "reference.npz"
-    t0 = time.monotonic()
-    p = run_embed(tmp_path, shard, reference, every)
-    assert p.wait(timeout=60) == 0, p.stderr.read()
-    t_full = time.monotonic() - t0  # start-up included
-    (tmp_path / "computed.log").unlink()
-    assert not any((tmp_path / "ckpt").iterdir())  # a finished shard leaves no checkpoints behind
+    want = embed(tiny_models, shard, tmp_path / "want.npz", tmp_path / "ckpt_a")
+    assert want["parts"] == 5 and want["parts_reused"] == 0
+    assert leftover_parts(tmp_path / "ckpt_a") == []  # a finished shard leaves no checkpoints behind
 
-    rng = random.Random(seed)
-    out = tmp_path / "out.npz"
-    kills = 0
-    while True:
-        p = run_embed(tmp_path, shard, out, every)
-        # The first kill surely lands before the end; later ones anywhere, the last run finishes.
-        time.sleep(rng.uniform(0.05, 0.8 * t_full if kills == 0 else t_full))
-        if p.poll() is not None:
-            break
-        p.send_signal(signal.SIGKILL)
-        if p.wait() == 0 or out.exists():
-            # It finished between the poll and the signal (or was killed while exiting, its output written):
-            # the output must then be complete, which the checks below verify.
-            break
-        kills += 1
-        assert kills < 40, "never finished"
-    assert p.returncode == 0 or out.exists(), p.stderr.read()
-    assert kills >= 1
-    final = load_features(out)
-    assert final.ids == [f.id for f in frames]  # every frame exactly once, in order
-    assert_same_features(final, load_features(reference))
-    # Resumed, not restarted: each kill loses at most the part in flight.
-    computed = (tmp_path / "computed.log").read_text().split()
-    assert set(computed) == {f.id for f in frames}
-    assert len(computed) <= len(frames) + kills * every
+    real_write = PartStore.write
+
+    def write_two_then_stop(store, index, feats):
+        if index == 2:
+            raise Interrupted  # as a kill between parts 1 and 2 would
+        real_write(store, index, feats)
+
+    monkeypatch.setattr(PartStore, "write", write_two_then_stop)
+    with pytest.raises(RuntimeError) as stopped:  # raised in the writer thread, surfaced by the engine
+        embed(tiny_models, shard, tmp_path / "out.npz", tmp_path / "ckpt")
+    assert isinstance(stopped.value.__cause__, Interrupted)
+    assert not (tmp_path / "out.npz").exists()
+    assert leftover_parts(tmp_path / "ckpt") == ["part_00000.done", "part_00000.npz", "part_00001.done",
+                                                 "part_00001.npz"]
+    monkeypatch.setattr(PartStore, "write", real_write)
+
+    summary = embed(tiny_models, shard, tmp_path / "out.npz", tmp_path / "ckpt")
+    assert summary["parts_reused"] == 2
+    # Resumed, not restarted: only the frames of parts 2.. were embedded again.
+    assert summary["models"]["protein"]["sequences"] == len(frames) - 2 * EVERY
+    assert summary["models"]["nucleotide"]["sequences"] == len(frames) - 2 * EVERY
+    assert_identical(load_features(tmp_path / "out.npz"), load_features(tmp_path / "want.npz"))
 
 
-@pytest.mark.parametrize("damage", ["delete a done marker", "truncate a part", "corrupt a part"])
-def test_damaged_parts_are_recomputed_not_skipped(tmp_path, damage):
-    shard, frames = make_shard(tmp_path, n=30, seed=5)
-    reference = tmp_path / "reference.npz"
-    assert run_embed(tmp_path, shard, reference, 7, delay=0).wait(timeout=60) == 0
-    (tmp_path / "computed.log").unlink()
+@pytest.mark.slow
+def test_two_tasks_on_one_shard_both_write_the_same_features(tiny_models, tmp_path):
+    """The shard lock makes the second task wait for the first; both outputs are whole and identical."""
+    shard, _ = make_shard(tmp_path, n=40, seed=7)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
 
-    # Leave a killed run's checkpoints behind: run with a slow part 4 and kill it while part 4 is computing.
-    p = run_embed(tmp_path, shard, tmp_path / "out.npz", 7, delay=0.05)
-    [marker3] = _wait_for(lambda: list((tmp_path / "ckpt").glob("*/part_00003.done")))
-    p.send_signal(signal.SIGKILL)
-    p.wait()
-    store = marker3.parent
-    part1, marker1 = store / "part_00001.npz", store / "part_00001.done"
-    assert part1.exists() and marker1.exists()
-    if damage == "delete a done marker":
-        marker1.unlink()
-    elif damage == "truncate a part":
-        part1.write_bytes(part1.read_bytes()[:100])
-    else:
-        data = bytearray(part1.read_bytes())
-        data[-200] ^= 0x55
-        part1.write_bytes(bytes(data))
-    (tmp_path / "computed.log").unlink()
-    assert run_embed(tmp_path, shard, tmp_path / "out.npz", 7, delay=0).wait(timeout=60) == 0
-    assert_same_features(load_features(tmp_path / "out.npz"), load_features(reference))
-    recomputed = (tmp_path / "computed.log").read_text().split()
-    ids = [f.id for f in frames]
-    assert set(ids[7:14]) <= set(recomputed)  # the damaged part 1
-    assert not set(ids[:7]) & set(recomputed) and not set(ids[14:21]) & set(recomputed)  # intact parts reused
+    def start(out):
+        return subprocess.Popen(
+            [sys.executable, "-m", "virnucpro", "embed", "--frames", str(shard), "--esm-model", str(tiny_models.esm_pt),
+             "--dnabert-model", str(tiny_models.dnabert), "--out", str(out), "--device", "cpu", "--precision", "fp32",
+             "--checkpoint-dir", str(tmp_path / "ckpt"), "--checkpoint-every", "5"],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
-
-def _wait_for(probe, timeout=30):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        found = probe()
-        if found:
-            return found
-        time.sleep(0.01)
-    raise AssertionError("timed out")
-
-
-def test_two_tasks_on_one_shard_never_write_the_same_part(tmp_path):
-    shard, frames = make_shard(tmp_path, n=40, seed=7)
-    a = run_embed(tmp_path, shard, tmp_path / "a.npz", 5, delay=0.01)
-    time.sleep(0.4)
-    b = run_embed(tmp_path, shard, tmp_path / "b.npz", 5, delay=0.01)
-    assert a.wait(timeout=60) == 0 and b.wait(timeout=60) == 0
-    assert_same_features(load_features(tmp_path / "a.npz"), load_features(tmp_path / "b.npz"))
-    # The second task waited for the first (shard lock), then recomputed what the first had removed; no frame
-    # was computed twice at the same time, so the log holds the frames once or twice in whole, ordered runs.
-    computed = (tmp_path / "computed.log").read_text().split()
-    ids = [f.id for f in frames]
-    assert computed == ids or computed == ids + ids
+    a, b = start(tmp_path / "a.npz"), start(tmp_path / "b.npz")
+    assert a.wait(timeout=300) == 0, a.stderr.read()
+    assert b.wait(timeout=300) == 0, b.stderr.read()
+    assert_identical(load_features(tmp_path / "a.npz"), load_features(tmp_path / "b.npz"))
+    assert leftover_parts(tmp_path / "ckpt") == []

@@ -49,8 +49,8 @@ def reference(tiny_models, shard, tmp_path_factory):
 
 def assert_identical(a, b):
     assert a.ids == b.ids
-    np.testing.assert_array_equal(a.nucleotide, b.nucleotide)
-    np.testing.assert_array_equal(a.protein, b.protein)
+    np.testing.assert_array_equal(a["nucleotide"], b["nucleotide"])
+    np.testing.assert_array_equal(a["protein"], b["protein"])
 
 
 def done_parts(ckpt):

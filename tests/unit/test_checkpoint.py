@@ -20,8 +20,8 @@ KEY = {"shard_sha256": "ab" * 32, "models": {"esm": "1" * 64}, "settings": {"pre
 
 def feats(ids, seed=0):
     rng = np.random.default_rng(seed)
-    return Features(list(ids), rng.standard_normal((len(ids), 6)).astype(np.float32),
-                    rng.standard_normal((len(ids), 10)).astype(np.float32))
+    return Features(list(ids), {"nucleotide": rng.standard_normal((len(ids), 6)).astype(np.float32),
+                                "protein": rng.standard_normal((len(ids), 10)).astype(np.float32)})
 
 
 IDS = [f"r{i}_chunk_1F1" for i in range(23)]
@@ -54,8 +54,8 @@ def test_written_parts_are_reused(tmp_path):
             got = again.load_valid(index, IDS[start:end])
             want = feats(IDS[start:end], seed=index)
             assert got.ids == want.ids
-            np.testing.assert_array_equal(got.nucleotide, want.nucleotide)
-            np.testing.assert_array_equal(got.protein, want.protein)
+            np.testing.assert_array_equal(got["nucleotide"], want["nucleotide"])
+            np.testing.assert_array_equal(got["protein"], want["protein"])
         marker = json.loads(again.marker_path(2).read_text())
         assert marker["rows"] == 3 and marker["bytes"] == again.part_path(2).stat().st_size
 

@@ -66,7 +66,8 @@ def test_mismatched_lengths_are_refused(tmp_path):
 def test_classify_command(tmp_path, tiny_models):
     rng = np.random.default_rng(0)
     ids = [f"r{i}_chunk_1F{i % 3 + 1}" for i in range(300)]  # more than one batch of 256
-    feats = Features(ids, rng.normal(size=(300, 48)).astype(np.float32), rng.normal(size=(300, 32)).astype(np.float32))
+    feats = Features(ids, {"nucleotide": rng.normal(size=(300, 48)).astype(np.float32),
+                           "protein": rng.normal(size=(300, 32)).astype(np.float32)})
     save_features(tmp_path / "f.npz", feats)
     out = tmp_path / "pred.tsv"
     assert main(["classify", "--features", str(tmp_path / "f.npz"), "--classifier", str(tiny_models.classifier),
@@ -82,7 +83,8 @@ def test_classify_command(tmp_path, tiny_models):
 
 
 def test_classify_command_width_mismatch(tmp_path, tiny_models, capsys):
-    feats = Features(["a_chunk_1F1"], np.zeros((1, 768), np.float32), np.zeros((1, 2560), np.float32))
+    feats = Features(["a_chunk_1F1"], {"nucleotide": np.zeros((1, 768), np.float32),
+                                       "protein": np.zeros((1, 2560), np.float32)})
     save_features(tmp_path / "f.npz", feats)
     rc = main(["classify", "--features", str(tmp_path / "f.npz"), "--classifier", str(tiny_models.classifier),
                "--out", str(tmp_path / "p.tsv")])
@@ -102,11 +104,20 @@ def test_scores_do_not_depend_on_the_batch_size(monkeypatch):
         clf.bn1.running_mean.normal_()
         clf.bn1.running_var.uniform_(0.5, 2.0)
     g = np.random.default_rng(1)
-    feats = Features([f"f{i}" for i in range(5000)], g.standard_normal((5000, 24), dtype=np.float32),
-                     g.standard_normal((5000, 16), dtype=np.float32))
+    feats = Features([f"f{i}" for i in range(5000)], {"nucleotide": g.standard_normal((5000, 24), dtype=np.float32),
+                                                      "protein": g.standard_normal((5000, 16), dtype=np.float32)})
     by_batch = {}
     for batch in (256, 4096, 100_000):
         monkeypatch.setattr(predict, "BATCH", batch)
         by_batch[batch] = predict_probs(clf, feats)
     assert np.array_equal(by_batch[256], by_batch[4096]) and np.array_equal(by_batch[256], by_batch[100_000])
     assert not np.allclose(by_batch[256][:, 0], by_batch[256][0, 0])  # the rows really differ
+
+
+def test_features_whose_columns_are_not_the_classifier_input_are_refused():
+    from virnucpro.models.classifier import MLPClassifier
+
+    feats = Features(["a"], {"protein": np.zeros((1, 3), np.float32), "nucleotide": np.zeros((1, 2), np.float32)})
+    with pytest.raises(ValueError, match="feature columns are protein, nucleotide, the classifier takes nucleotide, "
+                                         "protein"):
+        predict_probs(MLPClassifier(5, 4, 2).eval(), feats)

@@ -97,19 +97,21 @@ def test_complete_copies_from_this_part_and_earlier_parts():
     d = ShardDedup(frames)
     rows = FeatureRows(len(frames))
     value = lambda i, w: np.full((1, w), float(i + 1), np.float32)  # noqa: E731 - "computed" row i
-    rows.put(0, Features(["0", "1"], np.vstack([value(0, 2), value(1, 2)]), np.vstack([value(0, 3), value(1, 3)])))
+    rows.put(0, Features(["0", "1"], {"nucleotide": np.vstack([value(0, 2), value(1, 2)]),
+                                     "protein": np.vstack([value(0, 3), value(1, 3)])}))
     # Part [2, 5): the engine left the copied rows at zero.
-    part = Features(["2", "3", "4"], np.zeros((3, 2), np.float32), np.vstack([value(2, 3), np.zeros((2, 3))]))
+    part = Features(["2", "3", "4"], {"nucleotide": np.zeros((3, 2), np.float32),
+                                     "protein": np.vstack([value(2, 3), np.zeros((2, 3))])})
     done = d.complete(2, part, rows)
-    assert done.nucleotide[:, 0].tolist() == [1.0, 2.0, 1.0]  # all three from part 0
-    assert done.protein[:, 0].tolist() == [3.0, 2.0, 1.0]  # row 2 computed; rows 3 and 4 from part 0
+    assert done["nucleotide"][:, 0].tolist() == [1.0, 2.0, 1.0]  # all three from part 0
+    assert done["protein"][:, 0].tolist() == [3.0, 2.0, 1.0]  # row 2 computed; rows 3 and 4 from part 0
     rows.put(2, done)
     assert rows.features().ids == ["0", "1", "2", "3", "4"]
 
 
 def test_feature_rows_refuse_a_hole():
     rows = FeatureRows(3)
-    rows.put(0, Features(["a"], np.zeros((1, 2), np.float32), np.zeros((1, 3), np.float32)))
+    rows.put(0, Features(["a"], {"nucleotide": np.zeros((1, 2), np.float32), "protein": np.zeros((1, 3), np.float32)}))
     with pytest.raises(RuntimeError, match="2 frames"):
         rows.features()
 
@@ -125,7 +127,7 @@ def test_duplicates_get_their_source_features_and_the_saved_share_is_reported(du
     for field in ("nucleotide", "protein"):
         gs = groups(frames, field)
         assert any(len(g) > 1 and g[-1] // EVERY != g[0] // EVERY for g in gs)  # copies across parts exist
-        arr = getattr(feats, field)
+        arr = feats[field]
         for g in gs:
             for i in g[1:]:
                 np.testing.assert_array_equal(arr[i], arr[g[0]])
@@ -147,8 +149,8 @@ def test_one_part_is_bit_identical_to_the_run_without_dedup(runs):
     # padded attention length, and GEMM rows do not depend on how many rows there are (M >= 16 on this CPU).
     a, b = runs[10**6, True][0], runs[10**6, False][0]
     assert a.ids == b.ids
-    np.testing.assert_array_equal(a.nucleotide, b.nucleotide)
-    np.testing.assert_array_equal(a.protein, b.protein)
+    np.testing.assert_array_equal(a["nucleotide"], b["nucleotide"])
+    np.testing.assert_array_equal(a["protein"], b["protein"])
 
 
 @pytest.mark.slow
@@ -163,7 +165,7 @@ def test_parts_match_without_dedup_bitwise_where_the_padded_length_is_unchanged(
                "nucleotide": np.array([len(e.ids) for e in tok.encode_batch([f.nucleotide for f in frames])])}
     changed = 0
     for field in ("nucleotide", "protein"):
-        x, y = getattr(a, field), getattr(b, field)
+        x, y = a[field], b[field]
         np.testing.assert_allclose(x, y, rtol=0, atol=1e-5)  # FP32 noise at most
         for start in range(0, len(frames), EVERY):
             end = min(start + EVERY, len(frames))
@@ -203,8 +205,8 @@ def test_kill_after_some_parts_then_resume_is_bit_identical(duplicated, runs, ti
     src = ShardDedup(frames).source["protein"]
     assert any(src[i] < 3 * EVERY <= i for i in range(len(frames)))
     assert got.ids == want.ids
-    np.testing.assert_array_equal(got.nucleotide, want.nucleotide)
-    np.testing.assert_array_equal(got.protein, want.protein)
+    np.testing.assert_array_equal(got["nucleotide"], want["nucleotide"])
+    np.testing.assert_array_equal(got["protein"], want["protein"])
 
 
 @pytest.mark.slow
@@ -215,8 +217,8 @@ def test_a_part_made_only_of_copies_and_an_empty_shard(duplicated, tiny_models, 
     again = [Frame(f"again{i}", f.nucleotide, f.protein) for i, f in enumerate(head)]
     [shard] = split_frames(head + again, tmp_path / "s", 10**9)
     feats, summary = embed(shard, tmp_path / "f.npz", tiny_models, EVERY)  # part 1: nothing to compute
-    np.testing.assert_array_equal(feats.protein[EVERY:], feats.protein[:EVERY])
-    np.testing.assert_array_equal(feats.nucleotide[EVERY:], feats.nucleotide[:EVERY])
+    np.testing.assert_array_equal(feats["protein"][EVERY:], feats["protein"][:EVERY])
+    np.testing.assert_array_equal(feats["nucleotide"][EVERY:], feats["nucleotide"][:EVERY])
     assert summary["dedup"]["protein"]["copied"] >= EVERY and summary["models"]["protein"]["sequences"] <= EVERY
     [empty] = split_frames([], tmp_path / "e", 10**9)
     feats, summary = embed(empty, tmp_path / "e.npz", tiny_models, EVERY)

@@ -8,7 +8,7 @@ import pytest
 from virnucpro.cli import main
 from virnucpro.embed.checkpoint import PartStore
 from virnucpro.embed.reference import reference_features
-from virnucpro.embed.run import checkpoint_key
+from virnucpro.embed.run import checkpoint_key, model_paths
 from virnucpro.io.features import Features, load_features
 from virnucpro.io.frames import Frame, write_frames_tsv
 from virnucpro.models.dnabert import load_dnabert, load_tokenizer
@@ -44,9 +44,10 @@ def test_embed_cli_matches_reference(tiny_models, shard, first_run):
     ref = reference_features(frames, load_esm2(tiny_models.esm_pt), load_dnabert(tiny_models.dnabert),
                              load_tokenizer(tiny_models.dnabert))
     assert feats.ids == [f.id for f in frames]
-    assert feats.protein.dtype == np.float32 and feats.nucleotide.dtype == np.float32
-    np.testing.assert_allclose(feats.protein, ref.protein, rtol=0, atol=1e-5 * np.abs(ref.protein).max())
-    np.testing.assert_allclose(feats.nucleotide, ref.nucleotide, rtol=0, atol=1e-5 * np.abs(ref.nucleotide).max())
+    assert feats["protein"].dtype == np.float32 and feats["nucleotide"].dtype == np.float32
+    np.testing.assert_allclose(feats["protein"], ref["protein"], rtol=0, atol=1e-5 * np.abs(ref["protein"]).max())
+    np.testing.assert_allclose(feats["nucleotide"], ref["nucleotide"], rtol=0,
+                               atol=1e-5 * np.abs(ref["nucleotide"]).max())
 
 
 def test_embed_summary_reports_the_run(shard, first_run):
@@ -66,10 +67,10 @@ def test_embed_summary_reports_the_run(shard, first_run):
 def test_resume_reuses_a_valid_part_and_gives_identical_output(tiny_models, shard, first_run, tmp_path):
     feats, _ = first_run
     ckpt = tmp_path / "ckpt"
-    key = checkpoint_key(shard[0], str(tiny_models.esm_pt), str(tiny_models.dnabert), "fp32", ckpt)
+    key = checkpoint_key(shard[0], model_paths(str(tiny_models.esm_pt), str(tiny_models.dnabert)), "fp32", ckpt)
     every = 10
     with PartStore(ckpt, key) as store:  # a part a killed run left behind
-        store.write(1, Features(feats.ids[10:20], feats.nucleotide[10:20], feats.protein[10:20]))
+        store.write(1, Features(feats.ids[10:20], {n: a[10:20] for n, a in feats.columns.items()}))
     out = tmp_path / "resumed.npz"
     assert cli(tiny_models, shard[0], out, "--checkpoint-dir", str(ckpt), "--checkpoint-every", str(every),
                "--summary", str(tmp_path / "s.json")) == 0
@@ -78,9 +79,9 @@ def test_resume_reuses_a_valid_part_and_gives_identical_output(tiny_models, shar
     assert summary["models"]["protein"]["sequences"] == len(feats) - 10  # part 1 was not recomputed
     resumed = load_features(out)
     assert resumed.ids == feats.ids
-    np.testing.assert_allclose(resumed.protein, feats.protein, rtol=0, atol=1e-6)
-    np.testing.assert_allclose(resumed.nucleotide, feats.nucleotide, rtol=0, atol=1e-6)
-    np.testing.assert_array_equal(resumed.protein[10:20], feats.protein[10:20])  # taken from the part as is
+    np.testing.assert_allclose(resumed["protein"], feats["protein"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(resumed["nucleotide"], feats["nucleotide"], rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(resumed["protein"][10:20], feats["protein"][10:20])  # taken from the part as is
 
 
 def test_bad_protein_is_one_clear_error(tiny_models, tmp_path, capsys):

@@ -35,23 +35,24 @@ def record(tiny_models, tmp_path_factory):
 
 
 def test_checksums_come_from_the_record_without_hashing(tiny_models, record, tmp_path, monkeypatch):
-    hashed = run.model_digests(tiny_models.esm_pt, tiny_models.dnabert, tmp_path / "cache")
+    hashed = run.model_digests(run.model_paths(tiny_models.esm_pt, tiny_models.dnabert), tmp_path / "cache")
     monkeypatch.setattr(checkpoint, "file_sha256", lambda p: pytest.fail(f"hashed {p}"))
-    assert run.model_digests(tiny_models.esm_pt, tiny_models.dnabert, tmp_path / "c2", record) == hashed
+    paths = run.model_paths(tiny_models.esm_pt, tiny_models.dnabert)
+    assert run.model_digests(paths, tmp_path / "c2", record) == hashed
 
 
 def test_a_record_of_other_or_changed_files_is_refused(tiny_models, record, tmp_path):
     with pytest.raises(InputError, match="records the model"):
-        run.model_digests(tiny_models.esm_hf, tiny_models.dnabert, tmp_path, record)
+        run.model_digests(run.model_paths(tiny_models.esm_hf, tiny_models.dnabert), tmp_path, record)
     data = json.loads(record.read_text())
     data["models"]["esm"]["files"][0]["mtime_ns"] -= 1  # as if the file had been replaced after the check
     changed = tmp_path / "changed.json"
     changed.write_text(json.dumps(data))
     with pytest.raises(InputError, match="changed since the run's model check"):
-        run.model_digests(tiny_models.esm_pt, tiny_models.dnabert, tmp_path, changed)
+        run.model_digests(run.model_paths(tiny_models.esm_pt, tiny_models.dnabert), tmp_path, changed)
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(InputError, match="not a readable model-check record"):
-        run.model_digests(tiny_models.esm_pt, tiny_models.dnabert, tmp_path, tmp_path / "bad.json")
+        run.model_digests(run.model_paths(tiny_models.esm_pt, tiny_models.dnabert), tmp_path, tmp_path / "bad.json")
 
 
 def test_models_are_opened_before_and_built_after_the_lease(tiny_models, shard, tmp_path, monkeypatch):

@@ -134,8 +134,8 @@ def test_engine_equals_per_sequence_reference(budget, parts):
     got, chunks = run_engine(frames, encs, parts=parts)
     feats = [got[i] for i in range(len(chunks))]
     assert [i for f in feats for i in f.ids] == [f.id for f in frames]
-    assert_close(np.concatenate([f.protein for f in feats]), ref["protein"])
-    assert_close(np.concatenate([f.nucleotide for f in feats]), ref["nucleotide"])
+    assert_close(np.concatenate([f["protein"] for f in feats]), ref["protein"])
+    assert_close(np.concatenate([f["nucleotide"] for f in feats]), ref["nucleotide"])
 
 
 def test_features_do_not_depend_on_neighbours():
@@ -146,8 +146,8 @@ def test_features_do_not_depend_on_neighbours():
     for seed in (1, 2):
         others = make_frames(20, seed=seed, max_aa=40 * seed)
         got, _ = run_engine(others[:10] + [probe] + others[10:], encs)
-        assert_close(got[0].protein[10], alone[0].protein[0])
-        assert_close(got[0].nucleotide[10], alone[0].nucleotide[0])
+        assert_close(got[0]["protein"][10], alone[0]["protein"][0])
+        assert_close(got[0]["nucleotide"][10], alone[0]["nucleotide"][0])
 
 
 def test_cross_sequence_attention_would_be_caught():
@@ -180,8 +180,8 @@ def test_loader_workers_have_cuda_hidden_and_results_match():
         assert not p["cuda_available"] and not p["cuda_initialized"]
         assert p["pid"] != os.getpid()
     ref = reference(frames, encs)
-    assert_close(got[0].protein, ref["protein"])
-    assert_close(got[0].nucleotide, ref["nucleotide"])
+    assert_close(got[0]["protein"], ref["protein"])
+    assert_close(got[0]["nucleotide"], ref["nucleotide"])
     assert os.environ.get("CUDA_VISIBLE_DEVICES") != "" or "CUDA_VISIBLE_DEVICES" not in os.environ
 
 
@@ -224,8 +224,8 @@ def test_out_of_memory_shrinks_the_budget_and_retries():
         assert engine.budgets[0] <= 150 and engine.budgets[1] == 1000
         assert engine.telemetry.models["protein"].oom_retries >= 1
     assert guard.refused >= 1
-    assert_close(got[0].protein, ref["protein"])
-    assert_close(got[0].nucleotide, ref["nucleotide"])
+    assert_close(got[0]["protein"], ref["protein"])
+    assert_close(got[0]["nucleotide"], ref["nucleotide"])
 
 
 def test_out_of_memory_on_a_single_sequence_is_retryable():
@@ -253,4 +253,4 @@ def test_empty_part_gives_empty_features():
     got = {}
     with EmbeddingEngine(encoders(), "cpu", workers=0) as engine:
         engine.embed_parts([[]], lambda i, f: got.__setitem__(i, f))
-    assert len(got[0]) == 0 and got[0].protein.shape == (0, 16) and got[0].nucleotide.shape == (0, 12)
+    assert len(got[0]) == 0 and got[0]["protein"].shape == (0, 16) and got[0]["nucleotide"].shape == (0, 12)

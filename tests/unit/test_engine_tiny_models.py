@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from virnucpro.embed.engine import EmbeddingEngine, esm2_split_forward
+from virnucpro.embed.engine import EmbeddingEngine
 from virnucpro.embed.reference import reference_features
 from virnucpro.embed.run import build_encoders
+from virnucpro.models.encoders import DnabertTokenize, EsmTokenize
 from virnucpro.models.dnabert import load_dnabert, load_tokenizer
 from virnucpro.models.esm2 import load_esm2
 
@@ -31,7 +32,9 @@ def embed(models, frames, budget=None, every=None, workers=0):
     every = every or max(1, len(frames))
     parts = [frames[i:i + every] for i in range(0, len(frames), every)]
     got = {}
-    with EmbeddingEngine(build_encoders(esm, dnabert, tok, budget), "cpu", workers=workers) as engine:
+    encoders = build_encoders({"protein": esm, "nucleotide": dnabert},
+                              {"protein": EsmTokenize(), "nucleotide": DnabertTokenize(tok)}, budget)
+    with EmbeddingEngine(encoders, "cpu", workers=workers) as engine:
         engine.embed_parts(parts, lambda i, f: got.__setitem__(i, f))
     from virnucpro.io.features import Features
 
@@ -54,8 +57,8 @@ def test_engine_equals_reference_for_any_budget_and_grouping(models, frames_and_
     frames, ref = frames_and_reference
     got = embed(models, frames, budget, every)
     assert got.ids == ref.ids
-    assert rel_err(got.protein, ref.protein) <= 1e-5
-    assert rel_err(got.nucleotide, ref.nucleotide) <= 1e-5
+    assert rel_err(got["protein"], ref["protein"]) <= 1e-5
+    assert rel_err(got["nucleotide"], ref["nucleotide"]) <= 1e-5
 
 
 def test_engine_independent_of_input_order(models, frames_and_reference):
@@ -64,8 +67,8 @@ def test_engine_independent_of_input_order(models, frames_and_reference):
     random.Random(5).shuffle(order)
     got = embed(models, [frames[i] for i in order], budget=200)
     assert got.ids == [ref.ids[i] for i in order]
-    assert rel_err(got.protein, ref.protein[order]) <= 1e-5
-    assert rel_err(got.nucleotide, ref.nucleotide[order]) <= 1e-5
+    assert rel_err(got["protein"], ref["protein"][order]) <= 1e-5
+    assert rel_err(got["nucleotide"], ref["nucleotide"][order]) <= 1e-5
 
 
 def test_long_protein_pools_first_1024_residues_and_runs_alone(models):
@@ -73,8 +76,8 @@ def test_long_protein_pools_first_1024_residues_and_runs_alone(models):
     esm, dnabert, tok = models
     ref = reference_features(frames, esm, dnabert, tok)
     got = embed(models, frames, budget=300)  # the long frame exceeds the budget: a batch of its own
-    assert rel_err(got.protein, ref.protein) <= 1e-5
-    assert rel_err(got.nucleotide, ref.nucleotide) <= 1e-5
+    assert rel_err(got["protein"], ref["protein"]) <= 1e-5
+    assert rel_err(got["nucleotide"], ref["nucleotide"]) <= 1e-5
 
 
 def test_neighbours_do_not_leak(models):
@@ -82,19 +85,19 @@ def test_neighbours_do_not_leak(models):
     alone = embed(models, probe)
     crowd = make_frames(12, seed=10)
     mixed = embed(models, crowd[:6] + probe + crowd[6:], budget=10_000)
-    assert rel_err(mixed.protein[6:7], alone.protein) <= 1e-5
-    assert rel_err(mixed.nucleotide[6:7], alone.nucleotide) <= 1e-5
+    assert rel_err(mixed["protein"][6:7], alone["protein"]) <= 1e-5
+    assert rel_err(mixed["nucleotide"][6:7], alone["nucleotide"]) <= 1e-5
 
 
 def test_loader_workers_give_the_same_features(models, frames_and_reference):
     frames, ref = frames_and_reference
     got = embed(models, frames, budget=256, every=13, workers=2)
-    assert rel_err(got.protein, ref.protein) <= 1e-5
-    assert rel_err(got.nucleotide, ref.nucleotide) <= 1e-5
+    assert rel_err(got["protein"], ref["protein"]) <= 1e-5
+    assert rel_err(got["nucleotide"], ref["nucleotide"]) <= 1e-5
 
 
 def test_split_forward_used_for_compile_matches_the_model(models):
-    """The GPU path compiles esm2_split_forward; uncompiled it must be the model's own packed forward."""
+    """The GPU path compiles ESM2.compiled_forward; uncompiled it must be the model's own packed forward."""
     esm = models[0]
     from virnucpro.models.esm2 import encode_protein, pack_tokens
 
@@ -102,7 +105,7 @@ def test_split_forward_used_for_compile_matches_the_model(models):
     tokens, cu, max_len = pack_tokens([encode_protein(f.protein) for f in frames])
     with torch.no_grad():
         want = esm.forward_packed(tokens, cu, max_len)
-        got = esm2_split_forward(esm, compile=False)(tokens, cu, max_len)
+        got = esm.compiled_forward(compile=False)(tokens, cu, max_len)
     torch.testing.assert_close(got, want, rtol=0, atol=0)
 
 
@@ -118,6 +121,6 @@ def test_compile_failure_falls_back_to_eager(models, monkeypatch):
     esm = models[0]
     tokens, cu, max_len = pack_tokens([encode_protein(f.protein) for f in make_frames(4, seed=6)])
     with torch.no_grad():
-        got = esm2_split_forward(esm, compile=True)(tokens, cu, max_len)
+        got = esm.compiled_forward(compile=True)(tokens, cu, max_len)
         want = esm.forward_packed(tokens, cu, max_len)
     torch.testing.assert_close(got, want, rtol=0, atol=0)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from virnucpro.embed.shard import dnabert_tokens, esm_tokens, frame_tokens, split_frames
+from virnucpro.embed.shard import frame_tokens, split_frames
+from virnucpro.models.encoders import DNABERT_SPEC, ESM2_SPEC
 from virnucpro.io.frames import Frame, read_frames_tsv
 
 from framegen import random_frames, write_fasta_pair
@@ -21,8 +22,8 @@ def read_all(paths):
 
 def test_token_counts():
     f = Frame("x_chunk_1F1", "A" * 301, "M" * 100)
-    assert esm_tokens(f.protein) == 102  # <cls> + 100 residues + <eos>
-    assert dnabert_tokens(f.nucleotide) == 77  # ~4 bases per BPE token + [CLS] [SEP]
+    assert ESM2_SPEC.tokens_of_length(len(f.protein)) == 102  # <cls> + 100 residues + <eos>
+    assert DNABERT_SPEC.tokens_of_length(len(f.nucleotide)) == 77  # ~4 bases per BPE token + [CLS] [SEP]
     assert frame_tokens(f) == 179
 
 

@@ -61,7 +61,7 @@ def test_same_features_at_any_scale(frames, whole, tiny_models, tmp_path, monkey
     # order (measured up to ~1e-6 here); identical parts give identical bits
     # (tests/integration/test_embed_kill_resume.py).
     for field in ("nucleotide", "protein"):
-        got, want = getattr(feats, field), getattr(whole, field)
+        got, want = feats[field], whole[field]
         print(f"{field}: shard_tokens={shard_tokens} every={every} budget={token_budget}: "
               f"max |diff| {np.abs(got - want).max():.2e}")
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)

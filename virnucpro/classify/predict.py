@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from virnucpro.io.features import Features
+from virnucpro.models.encoders import COLUMNS
 
 # The original scored DataLoader batches of 256. Rows are independent in eval mode (BatchNorm uses its running
 # statistics), so a larger batch gives the same numbers (bit-identical with MKL, checked on 50,000 rows) in
@@ -20,6 +21,8 @@ def predict_probs(classifier, features: Features) -> np.ndarray:
     Computed in fp32 like the original (softmax of fp32 logits), so writing them with `format_score` gives the
     original's text.
     """
+    if features.names != COLUMNS:  # the classifier was trained on these columns, side by side in this order
+        raise ValueError(f"feature columns are {', '.join(features.names)}, the classifier takes {', '.join(COLUMNS)}")
     x = features.concatenated()
     if len(x) == 0:
         return np.zeros((0, 2), np.float32)

@@ -280,7 +280,7 @@ class PartStore:
         if feats.ids != list(expected_ids):
             self._discard(index, "frame ids differ from the shard's")
             return None
-        if feats.nucleotide.ndim != 2 or feats.protein.ndim != 2:
+        if any(a.ndim != 2 for a in feats.columns.values()):
             self._discard(index, "feature arrays are not 2-D")
             return None
         return feats

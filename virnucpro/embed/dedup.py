@@ -21,20 +21,15 @@ from typing import Sequence
 
 import numpy as np
 
-from virnucpro.embed.shard import dnabert_tokens_of_length, esm_tokens_of_length
 from virnucpro.io.features import Features
+from virnucpro.models.encoders import BY_NAME, COLUMNS
 
 log = logging.getLogger("virnucpro.embed")
 
-FIELDS = ("nucleotide", "protein")
-# Tokens of a sequence of a given length, for the saved-work figures: exact for ESM-2; DNABERT-S's BPE is never
-# run for a copy, so there it is shard.py's ~4 bases a token estimate.
-_TOKENS = {"protein": esm_tokens_of_length, "nucleotide": dnabert_tokens_of_length}
-_ESTIMATED = {"protein": False, "nucleotide": True}
 
 
 class FeatureRows:
-    """The shard's feature rows, filled part by part (from checkpoints or the engine) in one array per field, so
+    """The shard's feature rows, filled part by part (from checkpoints or the engine) in one array per column, so
     the whole shard is held once rather than as parts plus their concatenation."""
 
     def __init__(self, n_frames: int):
@@ -46,42 +41,44 @@ class FeatureRows:
     def put(self, start: int, feats: Features) -> None:
         end = start + len(feats)
         if not self.arrays:
-            self.arrays = {f: np.empty((self.n, getattr(feats, f).shape[1]), np.float32) for f in FIELDS}
-        for f in FIELDS:
-            self.arrays[f][start:end] = getattr(feats, f)
+            self.arrays = {name: np.empty((self.n, a.shape[1]), np.float32) for name, a in feats.columns.items()}
+        for name, a in self.arrays.items():
+            a[start:end] = feats[name]
         self.ids[start:end] = feats.ids
         self.filled[start:end] = True
 
     def features(self) -> Features:
         if not self.filled.all():
             raise RuntimeError(f"{int((~self.filled).sum())} frames of the shard were never embedded")
-        return Features(list(self.ids), self.arrays["nucleotide"], self.arrays["protein"])
+        return Features(list(self.ids), dict(self.arrays))
 
 
 class ShardDedup:
     """Which frames each encoder computes, and the copies that fill the others.
 
-    `source[field][i]` is the index of the first frame of the shard with frame i's sequence (i itself when it is
-    the first).
+    `source[name][i]` is the index of the first frame of the shard with frame i's sequence for encoder `name`
+    (i itself when it is the first).
     """
 
     def __init__(self, frames: Sequence):
         self.n = len(frames)
         self.source: dict[str, np.ndarray] = {}
         self.stats: dict[str, dict] = {}
-        for field in FIELDS:
-            seqs = list(map(operator.attrgetter(field), frames))
+        for name in COLUMNS:
+            seqs = list(map(operator.attrgetter(BY_NAME[name].field), frames))
             first: dict[str, int] = {}
             # map() keeps the loops in C (400K frames: 2.1 s of CPU instead of 3.2 s on a slow 2-core VM)
-            self.source[field] = np.fromiter(map(first.setdefault, seqs, itertools.count()), np.int64, self.n)
+            self.source[name] = np.fromiter(map(first.setdefault, seqs, itertools.count()), np.int64, self.n)
             lengths = np.fromiter(map(len, seqs), np.int64, self.n)
-            self.stats[field] = self._stats(field, lengths, self.source[field], len(first))
+            self.stats[name] = self._stats(name, lengths, self.source[name], len(first))
         self.log_summary()
 
     @staticmethod
-    def _stats(field: str, lengths: np.ndarray, src: np.ndarray, distinct: int) -> dict:
+    def _stats(name: str, lengths: np.ndarray, src: np.ndarray, distinct: int) -> dict:
+        # Tokens for the saved-work figures: the shard step's count (an estimate where the tokenizer is never run
+        # for a copy, DNABERT-S's BPE).
         n = len(lengths)
-        tokens = _TOKENS[field](lengths)
+        tokens = BY_NAME[name].tokens_of_length(lengths)
         total, saved = int(tokens.sum()), int(tokens[src != np.arange(n)].sum())
         return {
             "frames": n,
@@ -91,29 +88,29 @@ class ShardDedup:
             "tokens": total,
             "tokens_saved": saved,
             "tokens_saved_fraction": round(saved / total, 6) if total else 0.0,
-            "tokens_estimated": _ESTIMATED[field],
+            "tokens_estimated": BY_NAME[name].tokens_estimated,
         }
 
     def compute_masks(self, start: int, end: int) -> dict[str, np.ndarray]:
-        """Per field, the frames of [start, end) that the encoder computes (the sources)."""
+        """Per encoder, the frames of [start, end) that it computes (the sources)."""
         own = np.arange(start, end)
-        return {f: self.source[f][start:end] == own for f in FIELDS}
+        return {name: src[start:end] == own for name, src in self.source.items()}
 
     def copies_in(self, start: int, end: int) -> int:
         """Rows of [start, end) filled by copying, both encoders together (for progress accounting)."""
         own = np.arange(start, end)
-        return int(sum((self.source[f][start:end] != own).sum() for f in FIELDS))
+        return int(sum((src[start:end] != own).sum() for src in self.source.values()))
 
     def complete(self, start: int, feats: Features, rows: FeatureRows) -> Features:
         """Part features from the engine, whose copied rows are still zero → the part with every row filled."""
         end = start + len(feats)
         own = np.arange(start, end)
-        for field in FIELDS:
-            src = self.source[field][start:end]
+        for name, source in self.source.items():
+            src = source[start:end]
             local = np.flatnonzero(src != own)
             if not len(local):
                 continue
-            out = getattr(feats, field)
+            out = feats[name]
             from_src = src[local]
             here = from_src >= start  # the source is in this part: computed by the engine just now
             out[local[here]] = out[from_src[here] - start]
@@ -121,12 +118,11 @@ class ShardDedup:
                 earlier = from_src[~here]
                 if not rows.filled[earlier].all():
                     raise RuntimeError("a duplicate's source part is not embedded yet")  # parts come in order
-                out[local[~here]] = rows.arrays[field][earlier]
+                out[local[~here]] = rows.arrays[name][earlier]
         return feats
 
     def log_summary(self) -> None:
-        for field in FIELDS:
-            s = self.stats[field]
+        for name, s in self.stats.items():
             if s["copied"]:
                 log.info("%s: %d of %d frames are duplicates, copied rather than embedded (%.1f%% of tokens)",
-                         field, s["copied"], s["frames"], 100.0 * s["tokens_saved_fraction"])
+                         name, s["copied"], s["frames"], 100.0 * s["tokens_saved_fraction"])

@@ -55,13 +55,17 @@ _SDPA_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SD
 
 @dataclass
 class Encoder:
-    """One embedding model as the engine drives it."""
+    """One embedding model as the engine drives it (built from its models/encoders.py entry by embed/run.py)."""
 
-    field: str  # Frame attribute embedded and Features field filled: "protein" or "nucleotide"
+    field: str  # Frame attribute embedded
     model: torch.nn.Module  # has forward_packed(tokens [T], cu_seqlens int32 [B+1], max_seqlen) -> [T, E]
     tokenize: Callable[[Sequence[str]], list[np.ndarray]]  # picklable; runs in the loader workers
-    pool: str  # packing.POOL_RESIDUES (ESM-2) or packing.POOL_ALL (DNABERT-S)
+    pool: str  # a pooling rule of packing.py
     token_budget: int | None = None  # None: derived from free GPU memory
+    name: str = ""  # Features column filled and telemetry name; default: the field
+
+    def __post_init__(self):
+        self.name = self.name or self.field
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -209,10 +213,8 @@ class _Writer(threading.Thread):
         buf = self.parts.pop(part)
         for enc, filled in zip(self.engine.encoders, buf.filled):
             if not filled.all():  # every frame must be accounted for, never a silent hole
-                raise RuntimeError(f"part {part}: {int((~filled).sum())} {enc.field} rows were never embedded")
-        by_field = {enc.field: arr for enc, arr in zip(self.engine.encoders, buf.arrays)}
-        empty = np.zeros((len(buf.ids), 0), np.float32)  # a model left out (benchmarks time one model alone)
-        self.on_part(part, Features(buf.ids, by_field.get("nucleotide", empty), by_field.get("protein", empty)))
+                raise RuntimeError(f"part {part}: {int((~filled).sum())} {enc.name} rows were never embedded")
+        self.on_part(part, Features(buf.ids, {enc.name: arr for enc, arr in zip(self.engine.encoders, buf.arrays)}))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -247,9 +249,9 @@ class EmbeddingEngine:
 
     def __init__(self, encoders: Sequence[Encoder], device: torch.device | str, *, workers: int = 2,
                  in_flight: int = 3, telemetry: Telemetry | None = None, memory_fraction: float = 0.6):
-        fields = [e.field for e in encoders]
-        if not fields or len(set(fields)) != len(fields) or not set(fields) <= {"nucleotide", "protein"}:
-            raise ValueError(f"need one nucleotide and/or one protein encoder, got {fields}")
+        names = [e.name for e in encoders]
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"need at least one encoder and distinct names, got {names}")
         self.encoders = list(encoders)
         self.device = torch.device(device)
         self.cuda = self.device.type == "cuda"
@@ -291,11 +293,11 @@ class EmbeddingEngine:
     def embed_parts(self, parts: Sequence[Sequence[Any]], on_part: Callable[[int, Features], None],
                     part_indices: Sequence[int] | None = None,
                     compute: Sequence[Mapping[str, np.ndarray] | None] | None = None) -> None:
-        """Embed each part (a sequence of frames with .id/.nucleotide/.protein); `on_part(index, Features)` is
+        """Embed each part (a sequence of frames with .id and each encoder's field); `on_part(index, Features)` is
         called from the writer thread for each finished part, in order. Returns once every part is handed over.
 
-        `compute[k][field]`, a bool mask over part k's frames, limits that encoder to the rows marked True; the
-        other rows of that field are left for the caller to fill in `on_part` (embed/dedup.py copies them)."""
+        `compute[k][name]`, a bool mask over part k's frames, limits encoder `name` to the rows marked True; the
+        other rows of its column are left for the caller to fill in `on_part` (embed/dedup.py copies them)."""
         part_indices = list(part_indices) if part_indices is not None else list(range(len(parts)))
         compute = list(compute) if compute is not None else [None] * len(parts)
         tasks = []  # (part index, encoder index, rows, sequences); a part's tasks end with a marker
@@ -303,7 +305,7 @@ class EmbeddingEngine:
             skipped = {}
             tasks.append(("part", index, [f.id for f in frames], skipped))
             for e, enc in enumerate(self.encoders):
-                mask = (masks or {}).get(enc.field)
+                mask = (masks or {}).get(enc.name)
                 rows = np.arange(len(frames)) if mask is None else np.flatnonzero(mask)
                 if mask is not None:
                     skipped[e] = ~np.asarray(mask, dtype=bool)
@@ -375,13 +377,13 @@ class EmbeddingEngine:
         except torch.OutOfMemoryError:
             # Drop everything this batch allocated before retrying smaller [PACK-03].
             torch.cuda.empty_cache() if self.cuda else None
-            self.telemetry.model(enc.field).oom_retries += 1
+            self.telemetry.model(enc.name).oom_retries += 1
             if batch.num_sequences == 1:
-                raise RetryableError(f"GPU out of memory on a single {enc.field} sequence of "
+                raise RetryableError(f"GPU out of memory on a single {enc.name} sequence of "
                                      f"{batch.num_tokens} tokens, even alone") from None
             self.budgets[e] = max(1, min(self.budgets[e], batch.num_tokens) // 2)
             log.warning("GPU out of memory on a %s batch of %d tokens: token budget now %d, retrying",
-                        enc.field, batch.num_tokens, self.budgets[e])
+                        enc.name, batch.num_tokens, self.budgets[e])
             for sub in packing.split_batch(batch, self.budgets[e], enc.pool):
                 self._run_batch(writer, part, e, sub)
 
@@ -394,7 +396,7 @@ class EmbeddingEngine:
             tokens, cu, pool_index, pool_count = (torch.from_numpy(a) for a in host_arrays)
             means = self._forward_pool(enc, tokens, cu, batch.max_seqlen, pool_index, pool_count)
             stats["seconds"] = time.perf_counter() - t0
-            writer.put(("batch", part, e, enc.field, batch.rows, means.numpy(), None, None, stats))
+            writer.put(("batch", part, e, enc.name, batch.rows, means.numpy(), None, None, stats))
             return
         # Host → device on the copy stream, overlapping the previous batch's compute (ARCH-04/05).
         with torch.cuda.stream(self.copy_stream):
@@ -411,7 +413,7 @@ class EmbeddingEngine:
         host = torch.empty(means.shape, dtype=torch.float32, pin_memory=True)
         host.copy_(means, non_blocking=True)
         done.record(self.compute_stream)
-        writer.put(("batch", part, e, enc.field, batch.rows, host, done, start, stats))
+        writer.put(("batch", part, e, enc.name, batch.rows, host, done, start, stats))
 
     @staticmethod
     def _forward_pool(enc: Encoder, tokens, cu, max_seqlen, pool_index, pool_count) -> torch.Tensor:
@@ -424,90 +426,3 @@ class EmbeddingEngine:
             sums = torch.zeros(b + 1, hidden.shape[1], dtype=torch.float32, device=hidden.device)
             sums.index_add_(0, pool_index, hidden.float())
             return sums[:b] / pool_count[:, None]
-
-
-# ---------------------------------------------------------------------------------------------------------
-# torch.compile for ESM-2's packed forward. Compiling whole layers does not work well here (the layer takes an
-# attention closure, and the loop of 36 layers would unroll into one huge graph), so the two dense halves of a
-# layer are compiled as plain functions with the layer passed in: one graph each, shared by every layer (the
-# parameters are graph inputs), dynamic in the token count so new batch sizes do not recompile. The varlen
-# attention kernel runs between them. Measured: fused rotary/GELU/LayerNorm/residuals take ESM-2 3B from ~48%
-# to ~75% of the fp16 matmul ceiling on an H100 (docs/BENCHMARKS.md).
-
-
-def _esm_attention_inputs(layer, x, cos, sin):
-    from virnucpro.models import esm2
-
-    q, k, v = layer.qkv(layer.attn_norm(x)).unflatten(-1, (3, layer.num_heads, layer.head_dim)).unbind(-3)
-    q = q * layer.head_dim**-0.5  # scaled before the rotation, as fair-esm does
-    return esm2.apply_rotary(q, cos, sin), esm2.apply_rotary(k, cos, sin), v
-
-
-def _esm_attention_output_ffn(layer, x, attended):
-    from virnucpro.models import esm2
-
-    x = x + layer.out_proj(attended.flatten(-2))
-    return x + layer.fc2(esm2.gelu_erf(layer.fc1(layer.ffn_norm(x))))
-
-
-class _CompiledOrEager:
-    """torch.compile'd function that falls back to eager if compiling fails on this machine (Triton needs a C
-    compiler at run time, which some GPU nodes lack). Errors after a successful first call are real and raise."""
-
-    def __init__(self, fn):
-        self.fn = fn
-        self.compiled = torch.compile(fn, dynamic=True)
-        self.works: bool | None = None
-        self.first_call_seconds = 0.0  # tracing + Inductor/Triton compile (or cache load) + one launch
-
-    def __call__(self, *args):
-        if self.works is False:
-            return self.fn(*args)
-        if self.works is None:
-            start = time.perf_counter()
-            try:
-                return self._call(*args)
-            finally:
-                self.first_call_seconds = time.perf_counter() - start
-        return self._call(*args)
-
-    def _call(self, *args):
-        try:
-            out = self.compiled(*args)
-        except torch.OutOfMemoryError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - any compiler failure; the eager path is the same arithmetic
-            if self.works:
-                raise
-            log.warning("torch.compile failed (%s: %s); running ESM-2 eagerly (slower, same results)",
-                        type(exc).__name__, str(exc).splitlines()[0][:200] if str(exc) else "")
-            self.works = False
-            return self.fn(*args)
-        self.works = True
-        return out
-
-
-def esm2_split_forward(model, compile: bool = True):
-    """A `forward_packed` for virnucpro.models.esm2.ESM2 with the same arithmetic as the model's own, built from
-    two per-layer functions that torch.compile can fuse. `compile=False` gives the same code uncompiled (tests)."""
-    from virnucpro.models import esm2
-    from virnucpro.models.attention import varlen_attention
-
-    attn_in, attn_out = _esm_attention_inputs, _esm_attention_output_ffn
-    if compile:
-        attn_in, attn_out = _CompiledOrEager(attn_in), _CompiledOrEager(attn_out)
-
-    def forward_packed(tokens, cu_seqlens, max_seqlen):
-        if model.cfg.token_dropout:
-            esm2._check_no_mask_token(tokens)
-        _, pos = esm2.segment_positions(cu_seqlens, tokens.shape[0])
-        x = model.embed_tokens(tokens) * (esm2.TOKEN_DROPOUT_SCALE if model.cfg.token_dropout else 1.0)
-        cos, sin = esm2.rotary_tables(pos, model.inv_freq)
-        for layer in model.layers:
-            q, k, v = attn_in(layer, x, cos, sin)
-            x = attn_out(layer, x, varlen_attention(q, k, v, cu_seqlens, max_seqlen, scale=1.0))
-        return model.final_norm(x)
-
-    # The compile's cost for the task summary: what the first calls took (the first batch compiles both).
-    forward_packed.compile_seconds = lambda: sum(getattr(f, "first_call_seconds", 0.0) for f in (attn_in, attn_out))
-    return forward_packed

@@ -16,10 +16,8 @@ from typing import Sequence
 
 import numpy as np
 
-# Pooling rules, as VirNucPro applies them (reference/MODELS.md §1.5 and §2.7).
-POOL_ALL = "all"  # DNABERT-S: mean over every token, [CLS] and [SEP] included
-POOL_RESIDUES = "residues"  # ESM-2: mean over residues 1..min(1024, n), <cls>/<eos> excluded
-ESM_POOL_MAX_RESIDUES = 1024
+# The pooling rules (defined with the encoders that use them).
+from virnucpro.models.encoders import ESM_POOL_MAX_RESIDUES, POOL_ALL, POOL_RESIDUES  # noqa: F401
 
 
 class SequenceError(ValueError):

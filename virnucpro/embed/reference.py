@@ -38,8 +38,7 @@ def reference_features(frames: Iterable, esm, dnabert, tokenizer, device: str = 
         rep = esm.forward_padded(tokens)[0]
         n = min(ESM_POOL_MAX_RESIDUES, len(frame.protein))
         protein.append(rep[1 : n + 1].mean(0).cpu().numpy())
-    return Features(
-        ids,
-        np.stack(nucleotide).astype(np.float32) if ids else np.zeros((0, dnabert.hidden_size), np.float32),
-        np.stack(protein).astype(np.float32) if ids else np.zeros((0, esm.embed_dim), np.float32),
-    )
+    if not ids:
+        return Features.empty({"nucleotide": dnabert.hidden_size, "protein": esm.embed_dim})
+    return Features(ids, {"nucleotide": np.stack(nucleotide).astype(np.float32),
+                          "protein": np.stack(protein).astype(np.float32)})

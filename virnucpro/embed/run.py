@@ -1,12 +1,16 @@
-"""Embed one shard: lease a GPU, load both models once, run the engine part by part with checkpoints, write npz.
+"""Embed one shard: lease a GPU, load the encoders once, run the engine part by part with checkpoints, write npz.
+
+Three steps: `prepare` (before the lease), `resolve_settings` (device, effective precision, compile, workers:
+once, after the lease and before the checkpoint key), `run_embed` (models onto the device, `resume_parts`, the
+engine, the output). `embed_shard` chains them; an `EmbedJob` holds what was asked for.
 
 The order matters: the GPU lease sets CUDA_VISIBLE_DEVICES, so it is taken before anything initialises CUDA;
 the loader workers are spawned with CUDA hidden; only then are the models moved to the device.
 
 Before the lease comes everything that needs neither a GPU nor the weights in memory: reading the frames, the
-checkpoint key (model checksums from the run's model check, else hashed here), opening both checkpoints (their
-names and shapes; the tensors stay memory-mapped, unread) and the tokenizer. A task queued for a GPU therefore
-holds no model in host memory. After the lease the weights go from the file to the GPU tensor by tensor in the
+model checksums for the checkpoint key (from the run's model check, else hashed here), opening every encoder's
+checkpoint (names and shapes; the tensors stay memory-mapped, unread) and its tokenizer. A task queued for a
+GPU therefore holds no model in host memory. After the lease the weights go from the file to the GPU tensor by tensor in the
 compute dtype (no fp32 host copy), which is quick enough to do there.
 """
 
@@ -19,12 +23,13 @@ import os
 import platform
 import resource
 import time
+from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
+from typing import Mapping
 
 from virnucpro.errors import InputError
 from virnucpro.io.atomic import atomic_write_text
+from virnucpro.models.encoders import model_paths
 
 log = logging.getLogger("virnucpro.embed")
 
@@ -32,34 +37,6 @@ PRECISIONS = ("fp16", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
 # Inductor keeps its FX-graph and AOTAutograd caches here and, by default, Triton's kernels under triton/<device>.
 COMPILE_CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
-POOLING = "esm:residues<=1024,dnabert:all"
-
-
-class EsmTokenize:
-    """Proteins → `<cls>` + residue ids + `<eos>` (picklable: runs in the loader workers)."""
-
-    def __call__(self, seqs):
-        from virnucpro.models.esm2 import encode_protein
-
-        from virnucpro.embed.packing import SequenceError
-
-        out = []
-        for seq in seqs:
-            try:
-                out.append(np.asarray(encode_protein(seq), dtype=np.int32))
-            except ValueError as exc:
-                raise SequenceError(f"protein {seq[:30]!r}: {exc}") from None
-        return out
-
-
-class DnabertTokenize:
-    """Nucleotides → DNABERT-S BPE ids with [CLS]/[SEP], exactly the tokenizer's own output."""
-
-    def __init__(self, tokenizer):
-        self.tokenizer = tokenizer
-
-    def __call__(self, seqs):
-        return [np.asarray(e.ids, dtype=np.int32) for e in self.tokenizer.encode_batch(list(seqs))]
 
 
 def default_workers(cuda: bool) -> int:
@@ -68,36 +45,46 @@ def default_workers(cuda: bool) -> int:
     return max(1, min(4, (os.cpu_count() or 2) - 2))
 
 
-def build_encoders(esm, dnabert, tokenizer, token_budget=None):
-    from virnucpro.embed import packing
+def build_encoders(models: Mapping, tokenizers: Mapping, token_budget=None) -> list:
+    """The engine's encoders, in the registry's (the classifier's) order, for the models given by encoder name
+    (a benchmark may give one alone)."""
     from virnucpro.embed.engine import Encoder
+    from virnucpro.models.encoders import ENCODERS
 
-    return [
-        Encoder("protein", esm, EsmTokenize(), packing.POOL_RESIDUES, token_budget),
-        Encoder("nucleotide", dnabert, DnabertTokenize(tokenizer), packing.POOL_ALL, token_budget),
-    ]
+    return [Encoder(spec.field, models[spec.name], tokenizers[spec.name], spec.pooling, token_budget, spec.name)
+            for spec in ENCODERS if spec.name in models]
 
 
-def checkpoint_key(frames_path, esm_path, dnabert_path, precision: str, checkpoint_dir) -> dict:
+def checkpoint_settings(precision: str) -> dict:
+    """The settings in the checkpoint key: the precision computed and the encoders' pooling rules."""
+    from virnucpro.models.encoders import checkpoint_pooling
+
+    return {"precision": precision, "pooling": checkpoint_pooling()}
+
+
+def checkpoint_key(frames_path, paths: Mapping, precision: str, checkpoint_dir) -> dict:
     """Everything that changes the features: shard content, model checksums, precision, pooling rule."""
     from virnucpro.embed.checkpoint import shard_key
+    from virnucpro.models.encoders import BY_NAME
 
-    return shard_key(frames_path, {"esm2": esm_path, "dnabert_s": dnabert_path},
-                     {"precision": precision, "pooling": POOLING}, checkpoint_dir)
+    return shard_key(frames_path, {BY_NAME[name].key: path for name, path in paths.items()},
+                     checkpoint_settings(precision), checkpoint_dir)
 
 
-def model_digests(esm_path, dnabert_path, cache_dir, model_check=None) -> dict[str, str]:
-    """The two models' checksums for the checkpoint key: from the run's model-check record when given (hashed
-    once per run by `virnucpro provenance`), else hashed here through the hash cache in `cache_dir`."""
+def model_digests(paths: Mapping, cache_dir, model_check=None) -> dict[str, str]:
+    """The models' checksums for the checkpoint key, by their key names: from the run's model-check record when
+    given (hashed once per run by `virnucpro provenance`), else hashed here through the hash cache in `cache_dir`."""
     from virnucpro.embed.checkpoint import checksum_from_record, model_checksum
+    from virnucpro.models.encoders import BY_NAME
 
-    paths = {"esm2": (esm_path, "esm"), "dnabert_s": (dnabert_path, "dnabert")}
+    specs = {name: BY_NAME[name] for name in paths}
     if model_check is None:
-        return {name: model_checksum(path, cache_dir) for name, (path, _) in paths.items()}
+        return {specs[name].key: model_checksum(path, cache_dir) for name, path in paths.items()}
     try:
         record = json.loads(Path(model_check).read_text(encoding="utf-8"))
         models = record["models"]
-        return {name: checksum_from_record(path, models[role], model_check) for name, (path, role) in paths.items()}
+        return {specs[name].key: checksum_from_record(path, models[specs[name].role], model_check)
+                for name, path in paths.items()}
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InputError(model_check, f"not a readable model-check record ({type(exc).__name__}: {exc})") from None
 
@@ -133,11 +120,6 @@ def embed_shard(frames_path, out_path, *, esm_model, dnabert_model, device="auto
                 summary_path=None, workers=None, compile=None, model_check=None, compile_cache=None,
                 dedup=True) -> dict:
     from virnucpro.embed import lease as gpu_lease
-    from virnucpro.embed.checkpoint import file_sha256
-    from virnucpro.embed.dedup import ShardDedup
-    from virnucpro.io.frames import read_frames_tsv
-    from virnucpro.models.dnabert import load_tokenizer, open_dnabert
-    from virnucpro.models.esm2 import open_esm2
 
     if precision not in PRECISIONS:
         raise InputError("--precision", f"must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -147,118 +129,210 @@ def embed_shard(frames_path, out_path, *, esm_model, dnabert_model, device="auto
         raise InputError("--checkpoint-every", f"must be at least 1, got {checkpoint_every}")
     if token_budget is not None and token_budget < 1:
         raise InputError("--token-budget", f"must be at least 1, got {token_budget}")
-    t_start = time.perf_counter()
-    frames = list(read_frames_tsv(frames_path))
-    log.info("%s: %d frames", frames_path, len(frames))
-    times = {"model_checksum_seconds": 0.0, "lease_wait_seconds": 0.0}
-    t = time.perf_counter()
-    # Names and shapes only (a wrong file fails here, before any hashing or GPU); the tensors stay unread.
-    opened = [open_esm2(esm_model), open_dnabert(dnabert_model), load_tokenizer(dnabert_model)]
-    times["model_open_seconds"] = time.perf_counter() - t
-    key_parts = None
-    if checkpoint_dir:
-        t = time.perf_counter()
-        digests = model_digests(esm_model, dnabert_model, checkpoint_dir, model_check)
-        times["model_checksum_seconds"] = time.perf_counter() - t
-        key_parts = (file_sha256(frames_path), digests)
-    cache = use_compile_cache(compile_cache)
-    run = dict(frames=frames, frames_path=frames_path, out_path=out_path, opened=opened, key_parts=key_parts,
-               precision=precision, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
-               token_budget=token_budget, summary_path=summary_path, workers=workers, t_start=t_start,
-               times=times, compile_cache=cache,
-               # Each distinct sequence embedded once, copied to the rest; worked out before the lease (~2 s for
-               # 400K frames) so the GPU does not wait for it.
-               dups=ShardDedup(frames) if dedup else None)
+    job = EmbedJob(frames_path, out_path, model_paths(esm_model, dnabert_model), precision=precision,
+                   checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, token_budget=token_budget,
+                   summary_path=summary_path, workers=workers, compile=compile, model_check=model_check,
+                   compile_cache=compile_cache, dedup=dedup)
+    prepared = prepare(job)
 
     if device == "cpu":
         with gpu_lease.visible_gpus(""):  # the user asked for the CPU: never touch a GPU
-            return _embed(leased=None, compile=False, **run)
-    times["host_rss_at_lease_bytes"] = current_rss_bytes()
+            return run_embed(job, prepared, resolve_settings(job, None))
+    prepared.times["host_rss_at_lease_bytes"] = current_rss_bytes()
     t = time.perf_counter()
     with contextlib.ExitStack() as gpu:
         leased = gpu.enter_context(gpu_lease.acquire_gpu(lease_dir or gpu_lease.DEFAULT_LEASE_DIR, gpus))
-        times["lease_wait_seconds"] = time.perf_counter() - t
+        prepared.times["lease_wait_seconds"] = time.perf_counter() - t
         if leased is None and device == "cuda":
             raise InputError("--device", "cuda was asked for but no GPU is available to this task")
-        # _embed hands the lease back once the last batch is computed (gpu.close); exiting here then does nothing.
-        return _embed(leased=leased, compile=compile, release_gpu=gpu.close, **run)
+        # run_embed hands the lease back once the last batch is computed (gpu.close); exiting here then does
+        # nothing.
+        return run_embed(job, prepared, resolve_settings(job, leased), release_gpu=gpu.close)
 
 
-def _load_models(opened: list, device, dtype):
-    """Both encoders built from their opened checkpoints straight onto `device` in `dtype`. Empties `opened`: once
-    the weights are on the GPU nothing refers to the file mapping any more, so its pages leave this process."""
-    import torch
+@dataclass
+class EmbedJob:
+    """One shard's embed task as asked for (embed_shard's arguments, checked)."""
 
-    from virnucpro.models.dnabert import build_dnabert
-    from virnucpro.models.esm2 import build_esm2
+    frames_path: str | os.PathLike
+    out_path: str | os.PathLike
+    model_paths: dict  # encoder name → model file (models/encoders.py)
+    precision: str = "fp16"  # as requested; the CPU computes in fp32 whatever this says
+    checkpoint_dir: str | os.PathLike | None = None
+    checkpoint_every: int = 10000
+    token_budget: int | None = None
+    summary_path: str | os.PathLike | None = None
+    workers: int | None = None
+    compile: bool | None = None  # None: on for the fp16 GPU path
+    model_check: str | os.PathLike | None = None
+    compile_cache: str | os.PathLike | None = None
+    dedup: bool = True
 
-    esm_ckpt, dnabert_ckpt, tokenizer = opened
-    opened.clear()
+
+@dataclass
+class Prepared:
+    """What needs neither a GPU nor the weights in memory, done before the lease."""
+
+    frames: list
+    opened: dict  # encoder name → opened checkpoint (names and shapes; tensors unread)
+    tokenizers: dict  # encoder name → picklable tokenize
+    digests: tuple | None  # (shard sha256, model checksums) for the checkpoint key; None without checkpoints
+    dups: object | None  # embed/dedup.py ShardDedup
+    compile_cache: str | None
+    times: dict
+    t_start: float
+
+
+@dataclass(frozen=True)
+class EmbedSettings:
+    """What the run computes with, resolved once the device is known and before the checkpoint key is built."""
+
+    cuda: bool
+    device: str  # "cuda:0" (the leased GPU) or "cpu"
+    precision: str  # the one computed: the CPU always computes in fp32
+    compile: bool  # torch.compile the encoders that offer it
+    workers: int  # CPU loader workers
+    gpu: str | None = None  # the leased GPU's physical id, for the summary
+
+
+def prepare(job: EmbedJob) -> Prepared:
+    from virnucpro.embed.checkpoint import file_sha256
+    from virnucpro.embed.dedup import ShardDedup
+    from virnucpro.io.frames import read_frames_tsv
+    from virnucpro.models.encoders import LISTED
+
+    t_start = time.perf_counter()
+    frames = list(read_frames_tsv(job.frames_path))
+    log.info("%s: %d frames", job.frames_path, len(frames))
+    times = {"model_checksum_seconds": 0.0, "lease_wait_seconds": 0.0}
     t = time.perf_counter()
-    esm, dnabert = build_esm2(esm_ckpt, device, dtype), build_dnabert(dnabert_ckpt, device, dtype)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)  # host-to-device copies finish inside the timed load
-    return esm, dnabert, tokenizer, time.perf_counter() - t
+    # Names and shapes only (a wrong file fails here, before any hashing or GPU); the tensors stay unread.
+    opened, tokenizers = {}, {}
+    for spec in LISTED:
+        opened[spec.name] = spec.open(job.model_paths[spec.name])
+        tokenizers[spec.name] = spec.tokenizer(job.model_paths[spec.name])
+    times["model_open_seconds"] = time.perf_counter() - t
+    digests = None
+    if job.checkpoint_dir:
+        t = time.perf_counter()
+        checksums = model_digests(job.model_paths, job.checkpoint_dir, job.model_check)
+        times["model_checksum_seconds"] = time.perf_counter() - t
+        digests = (file_sha256(job.frames_path), checksums)
+    return Prepared(frames, opened, tokenizers, digests,
+                    # Each distinct sequence embedded once, copied to the rest; worked out before the lease (~2 s
+                    # for 400K frames) so the GPU does not wait for it.
+                    ShardDedup(frames) if job.dedup else None,
+                    use_compile_cache(job.compile_cache), times, t_start)
 
 
-def _embed(*, frames, frames_path, out_path, leased, opened, key_parts, precision, checkpoint_dir, checkpoint_every,
-           token_budget, summary_path, workers, t_start, times, compile_cache, dups, compile=None,
-           release_gpu=None) -> dict:
+def resolve_settings(job: EmbedJob, leased) -> EmbedSettings:
+    """Device, effective precision, compile and workers for a run holding `leased` (None: no GPU)."""
     import torch
-
-    from virnucpro.embed.checkpoint import PartStore, key_from_digests
-    from virnucpro.embed.dedup import FeatureRows
-    from virnucpro.embed.engine import EmbeddingEngine, esm2_split_forward
-    from virnucpro.embed.packing import SequenceError
-    from virnucpro.embed.telemetry import Telemetry
-    from virnucpro.io.features import Features, save_features
 
     cuda = leased is not None and torch.cuda.is_available()
     if leased is not None and not cuda:
         log.warning("a GPU was leased but PyTorch sees no CUDA device: running on the CPU, slowly")
     if not cuda:
         log.warning("embedding on the CPU (no GPU): correct but slow")
-    effective = precision if cuda else "fp32"
-    if precision == "fp16" and not cuda:
+    if job.precision == "fp16" and not cuda:
         log.warning("fp16 needs a GPU: the CPU path computes in fp32")
-    dtype = torch.float16 if effective == "fp16" else torch.float32
-    workers = default_workers(cuda) if workers is None else workers
+    precision = job.precision if cuda else "fp32"
+    # torch.compile fuses ESM-2's elementwise work (~1.5x); the fp32 validation path stays eager.
+    compile = (cuda and precision == "fp16") if job.compile is None else (job.compile and cuda)
+    return EmbedSettings(cuda=cuda, device="cuda:0" if cuda else "cpu", precision=precision, compile=compile,
+                         workers=default_workers(cuda) if job.workers is None else job.workers,
+                         gpu=getattr(leased, "physical_id", None) if cuda else None)
 
+
+@dataclass
+class Resume:
+    """The shard's checkpoint parts: all of them, and those still to compute (the others are loaded)."""
+
+    parts: list  # (index, start, end) for every part
+    todo: list  # the parts without a valid checkpoint
+
+    @property
+    def reused(self) -> int:
+        return len(self.parts) - len(self.todo)
+
+
+def resume_parts(store, frame_ids: list[str], every: int, rows) -> Resume:
+    """Split the shard into parts of `every` frames; load each part `store` (a PartStore, or None: no
+    checkpoints) holds valid for these frames into `rows` (a FeatureRows) and list the others as still to do."""
+    from virnucpro.embed.checkpoint import PartStore
+
+    plan = PartStore.plan(len(frame_ids), every)
+    todo = []
+    for index, start, end in plan:
+        feats = store.load_valid(index, frame_ids[start:end]) if store is not None else None
+        if feats is not None:
+            rows.put(start, feats)
+        else:
+            todo.append((index, start, end))
+    if len(todo) < len(plan):
+        log.info("reusing %d of %d checkpoint parts", len(plan) - len(todo), len(plan))
+    return Resume(plan, todo)
+
+
+def _load_models(opened: dict, device, dtype) -> tuple[dict, float]:
+    """Every encoder built from its opened checkpoint straight onto `device` in `dtype`. Empties `opened`: once
+    the weights are on the GPU nothing refers to the file mapping any more, so its pages leave this process."""
+    import torch
+
+    from virnucpro.models.encoders import BY_NAME
+
+    t = time.perf_counter()
+    models = {}
+    for name in list(opened):
+        models[name] = BY_NAME[name].build(opened.pop(name), device, dtype)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)  # host-to-device copies finish inside the timed load
+    return models, time.perf_counter() - t
+
+
+def run_embed(job: EmbedJob, prepared: Prepared, settings: EmbedSettings, release_gpu=None) -> dict:
+    """Load the models onto the settings' device, embed the parts still to do part by part (checkpointing each),
+    write the features file and the summary."""
+    import torch
+
+    from virnucpro.embed.checkpoint import PartStore, key_from_digests
+    from virnucpro.embed.dedup import FeatureRows
+    from virnucpro.embed.engine import EmbeddingEngine
+    from virnucpro.embed.packing import SequenceError
+    from virnucpro.embed.telemetry import Telemetry
+    from virnucpro.io.features import Features, save_features
+    from virnucpro.models.encoders import BY_NAME
+
+    frames, dups, times = prepared.frames, prepared.dups, prepared.times
+    dtype = torch.float16 if settings.precision == "fp16" else torch.float32
     # CUDA starts here, after the lease pinned CUDA_VISIBLE_DEVICES; the engine's loader workers are spawned
     # later with CUDA_VISIBLE_DEVICES="" and never see the GPU (SAFE-01/02).
-    dev = torch.device("cuda:0" if cuda else "cpu")
-    esm, dnabert, tokenizer, load_seconds = _load_models(opened, dev, dtype)
-    test_models = bool(esm.is_test_model or dnabert.is_test_model)
-    # torch.compile fuses ESM-2's elementwise work (~1.5x); the fp32 validation path stays eager.
-    compile = (cuda and effective == "fp16") if compile is None else (compile and cuda)
-    if compile:
-        esm.forward_packed = esm2_split_forward(esm, compile=True)
-    if cuda:
+    dev = torch.device(settings.device)
+    models, load_seconds = _load_models(prepared.opened, dev, dtype)
+    test_models = any(bool(m.is_test_model) for m in models.values())
+    if settings.compile:
+        for name, model in models.items():
+            if BY_NAME[name].compiled is not None:
+                model.forward_packed = BY_NAME[name].compiled(model)
+    if settings.cuda:
         torch.cuda.reset_peak_memory_stats(dev)
 
     telemetry = Telemetry(total_frames=len(frames), progress_every_s=30.0)
-    plan = PartStore.plan(len(frames), checkpoint_every)
-    starts = {index: start for index, start, _ in plan}
     rows = FeatureRows(len(frames))
     telemetry.dedup = dups.stats if dups else None
     store = None
     write_seconds = 0.0
-    if checkpoint_dir:
+    if job.checkpoint_dir:
         # The checksums were taken before the lease; the precision is the one actually computed.
-        key = key_from_digests(*key_parts, {"precision": effective, "pooling": POOLING})
-        store = PartStore(checkpoint_dir, key).__enter__()
+        store = PartStore(job.checkpoint_dir,
+                          key_from_digests(*prepared.digests, checkpoint_settings(settings.precision))).__enter__()
     try:
-        todo = []
-        for index, start, end in plan:
-            ids = [f.id for f in frames[start:end]]
-            feats = store.load_valid(index, ids) if store is not None else None
-            if feats is not None:
-                rows.put(start, feats)
-                telemetry.add_frames_skipped(len(ids))
-            else:
-                todo.append((index, start, end))
-        if len(todo) < len(plan):
-            log.info("reusing %d of %d checkpoint parts", len(plan) - len(todo), len(plan))
+        ids = [f.id for f in frames]
+        resume = resume_parts(store, ids, job.checkpoint_every, rows)
+        telemetry.add_frames_skipped(sum(end - start for _, start, end in resume.parts) -
+                                     sum(end - start for _, start, end in resume.todo))
+        starts = {index: start for index, start, _ in resume.parts}
+        todo = resume.todo
 
         def on_part(index, feats):
             nonlocal write_seconds
@@ -271,8 +345,8 @@ def _embed(*, frames, frames_path, out_path, leased, opened, key_parts, precisio
             rows.put(starts[index], feats)
             write_seconds += time.perf_counter() - t
 
-        encoders = build_encoders(esm, dnabert, tokenizer, token_budget)
-        with EmbeddingEngine(encoders, dev, workers=workers, telemetry=telemetry) as engine:
+        encoders = build_encoders(models, prepared.tokenizers, job.token_budget)
+        with EmbeddingEngine(encoders, dev, workers=settings.workers, telemetry=telemetry) as engine:
             t_compute = time.perf_counter()
             if todo:
                 try:
@@ -280,28 +354,25 @@ def _embed(*, frames, frames_path, out_path, leased, opened, key_parts, precisio
                                        part_indices=[i for i, _, _ in todo],
                                        compute=[dups.compute_masks(s, e) for _, s, e in todo] if dups else None)
                 except SequenceError as exc:
-                    raise InputError(frames_path, str(exc)) from None
+                    raise InputError(job.frames_path, str(exc)) from None
             compute_seconds = time.perf_counter() - t_compute
-            budgets = dict(zip([e.field for e in encoders], engine.budgets))
+            budgets = dict(zip([e.name for e in encoders], engine.budgets))
         telemetry.log_progress()
-        widths = dnabert.hidden_size, esm.embed_dim
-        compile_seconds = getattr(esm.forward_packed, "compile_seconds", lambda: 0.0)()
-        device_name = torch.cuda.get_device_name(dev) if cuda else None
-        gpu_peak = int(torch.cuda.max_memory_allocated(dev)) if cuda else None
+        widths = {e.name: engine.widths[k] for k, e in enumerate(encoders)}
+        compile_seconds = sum(getattr(m.forward_packed, "compile_seconds", lambda: 0.0)() for m in models.values())
+        device_name = torch.cuda.get_device_name(dev) if settings.cuda else None
+        gpu_peak = int(torch.cuda.max_memory_allocated(dev)) if settings.cuda else None
         if release_gpu is not None:
             # The GPU's work is done: free it for the next task, which loads its models while this one writes.
-            del engine, encoders, esm, dnabert
-            if cuda:
+            del engine, encoders, models
+            if settings.cuda:
                 torch.cuda.empty_cache()
             release_gpu()
-        if plan:
-            final = rows.features()
-        else:
-            final = Features([], np.zeros((0, widths[0]), np.float32), np.zeros((0, widths[1]), np.float32))
-        if final.ids != [f.id for f in frames]:
+        final = rows.features() if resume.parts else Features.empty(widths)
+        if final.ids != ids:
             raise RuntimeError("embedded rows do not match the shard's frames")  # never write a wrong file
         t = time.perf_counter()
-        save_features(out_path, final)
+        save_features(job.out_path, final)
         write_seconds += time.perf_counter() - t
         if store is not None:
             store.remove()
@@ -312,16 +383,16 @@ def _embed(*, frames, frames_path, out_path, leased, opened, key_parts, precisio
 
     summary = telemetry.summary()
     summary.update({
-        "frames_file": str(frames_path),
-        "output": str(out_path),
+        "frames_file": str(job.frames_path),
+        "output": str(job.out_path),
         "device": device_name or f"cpu ({platform.processor() or platform.machine()})",
-        "gpu": getattr(leased, "physical_id", None) if cuda else None,
-        "precision": effective,
+        "gpu": settings.gpu,
+        "precision": settings.precision,
         "test_models": test_models,
         "token_budget": budgets,
-        "workers": workers,
-        "compiled_esm": bool(compile),
-        "compile_cache": compile_cache if compile else None,
+        "workers": settings.workers,
+        "compiled_esm": settings.compile,
+        "compile_cache": prepared.compile_cache if settings.compile else None,
         # Fixed cost and phases of this task (docs/output.md): opening + building the models, hashing them (0
         # when the run's model check supplied the checksums), waiting for a GPU, compiling (first calls of the
         # compiled functions), the part loop (compute, compile included), writing parts and the output.
@@ -333,14 +404,14 @@ def _embed(*, frames, frames_path, out_path, leased, opened, key_parts, precisio
         "write_seconds": round(write_seconds, 3),
         "peak_host_rss_bytes": peak_rss_bytes(),
         "host_rss_at_lease_bytes": times.get("host_rss_at_lease_bytes"),
-        "total_seconds": round(time.perf_counter() - t_start, 3),
-        "parts": len(plan),
-        "parts_reused": len(plan) - len(todo),
+        "total_seconds": round(time.perf_counter() - prepared.t_start, 3),
+        "parts": len(resume.parts),
+        "parts_reused": resume.reused,
         "gpu_memory_peak_bytes": gpu_peak,
         "torch": torch.__version__,
     })
     log.info("embed done: %d frames in %.1f s (%s)", len(frames), summary["total_seconds"],
              ", ".join(f"{k}: {v['tokens_per_s']} tok/s" for k, v in summary["models"].items()))
-    if summary_path:
-        atomic_write_text(summary_path, json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    if job.summary_path:
+        atomic_write_text(job.summary_path, json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return summary

@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from virnucpro.io.frames import Frame, write_frames_tsv
 from virnucpro.io.atomic import atomic_output_dir
+from virnucpro.io.frames import Frame, write_frames_tsv
+from virnucpro.models.encoders import ENCODERS
 
 log = logging.getLogger(__name__)
 
@@ -44,26 +45,9 @@ SHARD_GLOB = "shard_*.tsv"
 MANIFEST = "manifest.tsv"
 
 
-def esm_tokens_of_length(residues):
-    return residues + 2  # <cls> residues <eos>; VirNucPro's proteins are never truncated
-
-
-def dnabert_tokens_of_length(bases):
-    # DNABERT-S's BPE averages ~4 bases per token on genomic DNA, plus [CLS] and [SEP]. An estimate is enough
-    # to balance shards and keeps torch/tokenizers out of this step.
-    return bases // 4 + 2
-
-
-def esm_tokens(protein: str) -> int:
-    return esm_tokens_of_length(len(protein))
-
-
-def dnabert_tokens(nucleotide: str) -> int:
-    return dnabert_tokens_of_length(len(nucleotide))
-
-
 def frame_tokens(frame: Frame) -> int:
-    return esm_tokens(frame.protein) + dnabert_tokens(frame.nucleotide)
+    """The frame's tokens, every encoder together (models/encoders.py: exact for ESM-2, estimated for DNABERT-S)."""
+    return sum(spec.tokens_of_length(len(getattr(frame, spec.field))) for spec in ENCODERS)
 
 
 def shard_name(index: int) -> str:

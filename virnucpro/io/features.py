@@ -2,9 +2,12 @@
 
 One ``.npz`` per shard (or checkpoint part) holding
   ids         unicode array [N]        frame ids, in input order
-  nucleotide  float32 [N, 768]         DNABERT-S mean of the last hidden state (all tokens)
-  protein     float32 [N, 2560]        ESM-2 mean of the final representation (residues only)
-Widths come from the models; nothing here assumes them. Loading never unpickles (allow_pickle=False).
+  columns     unicode array [C]        the feature columns' names, in the classifier's input order
+  <column>    float32 [N, width]       one per encoder (models/encoders.py), e.g. nucleotide [N, 768] (DNABERT-S
+                                       mean of the last hidden state) and protein [N, 2560] (ESM-2 mean of the
+                                       final representation over residues)
+Widths come from the models; nothing here assumes them. A file without `columns` (written before it was
+recorded) holds nucleotide and protein, in that order. Loading never unpickles (allow_pickle=False).
 Writes are atomic: a temp file in the same directory, fsync, rename.
 """
 
@@ -13,43 +16,59 @@ from __future__ import annotations
 import os
 import zipfile
 from dataclasses import dataclass
+from typing import Mapping
 
 import numpy as np
 
 from virnucpro.errors import InputError
 from virnucpro.io.atomic import atomic_open
 
+# The columns, in order, of a file that does not record them.
+UNRECORDED_COLUMNS = ("nucleotide", "protein")
+_RESERVED = ("ids", "columns")
+
 
 @dataclass
 class Features:
     ids: list[str]
-    nucleotide: np.ndarray
-    protein: np.ndarray
+    columns: dict[str, np.ndarray]  # name → float32 [N, width], in the classifier's input order
 
     def __post_init__(self):
         n = len(self.ids)
-        if self.nucleotide.shape[0] != n or self.protein.shape[0] != n:
-            raise ValueError(
-                f"feature rows disagree: {n} ids, {self.nucleotide.shape[0]} nucleotide, "
-                f"{self.protein.shape[0]} protein"
-            )
+        rows = {name: a.shape[0] for name, a in self.columns.items()}
+        if any(r != n for r in rows.values()):
+            raise ValueError(f"feature rows disagree: {n} ids, "
+                             + ", ".join(f"{r} {name}" for name, r in rows.items()))
+        if set(self.columns) & set(_RESERVED):
+            raise ValueError(f"a feature column may not be called {' or '.join(_RESERVED)}")
 
     def __len__(self) -> int:
         return len(self.ids)
 
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.columns[name]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.columns)
+
     def concatenated(self) -> np.ndarray:
-        """The classifier's input: nucleotide then protein, float32 [N, 768 + 2560]."""
-        return np.concatenate([self.nucleotide, self.protein], axis=1).astype(np.float32, copy=False)
+        """The classifier's input: the columns side by side in their recorded order, float32 [N, sum of widths]."""
+        return np.concatenate(list(self.columns.values()), axis=1).astype(np.float32, copy=False)
+
+    @staticmethod
+    def empty(widths: Mapping[str, int]) -> "Features":
+        return Features([], {name: np.zeros((0, w), np.float32) for name, w in widths.items()})
 
     @staticmethod
     def concat(parts: list["Features"]) -> "Features":
         if not parts:
-            return Features([], np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32))
-        return Features(
-            [i for p in parts for i in p.ids],
-            np.concatenate([p.nucleotide for p in parts]),
-            np.concatenate([p.protein for p in parts]),
-        )
+            return Features.empty({})
+        names = parts[0].names
+        if any(p.names != names for p in parts):
+            raise ValueError("feature parts hold different columns")
+        return Features([i for p in parts for i in p.ids],
+                        {name: np.concatenate([p[name] for p in parts]) for name in names})
 
 
 def save_features(path: str | os.PathLike, feats: Features) -> None:
@@ -57,14 +76,15 @@ def save_features(path: str | os.PathLike, feats: Features) -> None:
         np.savez(
             fh,
             ids=np.array(feats.ids, dtype=np.str_),
-            nucleotide=np.ascontiguousarray(feats.nucleotide, dtype=np.float32),
-            protein=np.ascontiguousarray(feats.protein, dtype=np.float32),
+            columns=np.array(feats.names, dtype=np.str_),
+            **{name: np.ascontiguousarray(a, dtype=np.float32) for name, a in feats.columns.items()},
         )
 
 
 def load_features(path: str | os.PathLike) -> Features:
     try:
         with np.load(path, allow_pickle=False) as z:
-            return Features([str(i) for i in z["ids"]], z["nucleotide"], z["protein"])
+            names = [str(c) for c in z["columns"]] if "columns" in z.files else list(UNRECORDED_COLUMNS)
+            return Features([str(i) for i in z["ids"]], {name: z[name] for name in names})
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise InputError(path, f"not a readable feature file ({exc})") from exc

@@ -1,11 +1,12 @@
 """Check the three model files of a run before any GPU work: each is what it claims, and they fit together.
 
 Cheap structural checks only, so a 5.7 GB ESM-2 checkpoint is not read: `.pt`/`.bin` files are opened
-memory-mapped (only their pickle is read), safetensors by their header. What is checked:
+memory-mapped (only their pickle is read), safetensors by their header. The encoders' checks come from their
+models/encoders.py entries. What is checked:
 
   ESM-2       a fair-esm `.pt` or HF directory with every parameter of the configured shape
   DNABERT-S   config.json, every parameter of the configured shape, a tokenizer.json whose ids fit the vocabulary
-  classifier  the VirNucPro MLP (small, loaded fully); its input width = ESM-2 width + DNABERT-S width; its
+  classifier  the VirNucPro MLP (small, loaded fully); its input width = the encoders' widths summed; its
               chunk length, where its file name tells (`300_model.pth`, `500_model.pth`), = the run's
 
 Every problem found is reported (one line each), not only the first, so one run of the check lists them all.
@@ -41,30 +42,29 @@ def classifier_chunk_length(path: str | Path) -> int | None:
 
 def check_models(esm_path, dnabert_path, classifier_path, chunk_length: int | None = None) -> ModelCheck:
     from virnucpro.models.classifier import load_classifier
-    from virnucpro.models.dnabert import load_tokenizer, open_dnabert
-    from virnucpro.models.esm2 import open_esm2
+    from virnucpro.models.encoders import ENCODERS, LISTED, model_paths
 
     check = ModelCheck()
-    esm = _attempt(check, lambda: open_esm2(esm_path))
-    if esm is not None:
-        check.facts.update(esm_embed_dim=esm.cfg.embed_dim, esm_layers=esm.cfg.num_layers)
-    dnabert = _attempt(check, lambda: open_dnabert(dnabert_path))
-    if dnabert is not None:
-        check.facts.update(dnabert_hidden_size=dnabert.cfg.hidden_size, dnabert_layers=dnabert.cfg.num_layers)
-    tokenizer = _attempt(check, lambda: load_tokenizer(dnabert_path))
-    if tokenizer is not None and dnabert is not None and tokenizer.get_vocab_size() > dnabert.cfg.vocab_size:
-        check.problems.append(f"{Path(dnabert_path) / 'tokenizer.json'}: {tokenizer.get_vocab_size()} tokens, "
-                              f"but the model's vocabulary has {dnabert.cfg.vocab_size} (config.json vocab_size)")
+    paths = model_paths(esm_path, dnabert_path)
+    opened = {}
+    for spec in LISTED:
+        opened[spec.name] = _attempt(check, lambda: spec.open(paths[spec.name]))
+        if opened[spec.name] is not None:
+            check.facts.update(spec.facts(opened[spec.name]))
+        if spec.check is not None:
+            check.problems.extend(_attempt(check, lambda: spec.check(paths[spec.name], opened[spec.name])) or [])
     classifier = _attempt(check, lambda: load_classifier(classifier_path))
     if classifier is None:
         return check
     check.facts["classifier_input_dim"] = classifier.input_dim
-    if esm is not None and dnabert is not None:
-        want = esm.cfg.embed_dim + dnabert.cfg.hidden_size
+    if all(c is not None for c in opened.values()):
+        widths = {spec.label: spec.width(opened[spec.name]) for spec in ENCODERS}  # the classifier's order
+        want = sum(widths.values())
         if classifier.input_dim != want:
             check.problems.append(
-                f"{classifier_path}: input width {classifier.input_dim}, but DNABERT-S ({dnabert.cfg.hidden_size}) "
-                f"+ ESM-2 ({esm.cfg.embed_dim}) features are {want} wide: these models do not fit together")
+                f"{classifier_path}: input width {classifier.input_dim}, but "
+                + " + ".join(f"{label} ({w})" for label, w in widths.items())
+                + f" features are {want} wide: these models do not fit together")
     stated = classifier_chunk_length(classifier_path)
     check.facts["classifier_chunk_length"] = stated
     if stated is not None and chunk_length is not None and stated != chunk_length:

@@ -8,7 +8,6 @@ gated-GELU MLP (gated_layers has no bias). The pooler is not needed and not load
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from torch import nn
 
 from virnucpro.errors import ModelFormatError
 from virnucpro.models import loading
+from virnucpro.models.attention import alibi_slopes
 
 # MosaicBERT's additive bias for masked keys (exp underflows to exactly 0 in fp32).
 MASKED_KEY_BIAS = -10000.0
@@ -36,19 +36,6 @@ class DnabertConfig:
     @property
     def head_dim(self) -> int:
         return self.hidden_size // self.num_heads
-
-
-def alibi_slopes(n_heads: int) -> torch.Tensor:
-    """MosaicBERT's slopes: geometric for a power of two, else the next power's odd entries appended."""
-
-    def power_of_two(n):
-        start = 2 ** (-8 / n)
-        return [start * start**i for i in range(n)]
-
-    if math.log2(n_heads).is_integer():
-        return torch.tensor(power_of_two(n_heads))
-    p = 2 ** math.floor(math.log2(n_heads))
-    return torch.tensor(power_of_two(p) + power_of_two(2 * p)[0::2][: n_heads - p])
 
 
 def alibi_bias(slopes: torch.Tensor, length: int) -> torch.Tensor:
@@ -86,7 +73,7 @@ class DNABERT(nn.Module):
         self.token_type_embeddings = nn.Embedding(cfg.type_vocab_size, cfg.hidden_size)
         self.emb_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
         self.layers = nn.ModuleList(DnabertLayer(cfg) for _ in range(cfg.num_layers))
-        self.register_buffer("slopes", alibi_slopes(cfg.num_heads), persistent=False)
+        self.register_buffer("slopes", torch.tensor(alibi_slopes(cfg.num_heads)), persistent=False)
         self.is_test_model = False
 
     @property
@@ -210,7 +197,8 @@ def build_dnabert(ckpt: DnabertCheckpoint, device="cpu", dtype: torch.dtype | No
         model = DNABERT(ckpt.cfg)
     ours = {name: loading.place(ckpt.weights[ext], device, dtype) for name, ext in ckpt.sources.items()}
     model.load_state_dict(ours, strict=True, assign=True)
-    model.slopes = alibi_slopes(ckpt.cfg.num_heads).to(device)  # non-persistent buffer: rebuild off meta
+    # a non-persistent buffer: rebuilt off the meta device
+    model.slopes = torch.tensor(alibi_slopes(ckpt.cfg.num_heads)).to(device)
     model.is_test_model = loading.warn_if_test_model(ckpt.path, "DNABERT-S", ckpt.flagged)
     return model.eval()
 

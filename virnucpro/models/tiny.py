@@ -8,7 +8,7 @@
     classifier_tiny.pth   the MLP pickled as a whole `__main__.MLPClassifier` module, like train.py
     TEST_MODELS.txt       marker: loaders log a WARNING for anything loaded from here
 
-The classifier's input width is dnabert hidden + esm embed dim, so the whole pipeline runs with these.
+The classifier's input width is the encoders' feature widths summed, so the whole pipeline runs with these.
 Weights are seeded, so every call writes the same numbers.
 """
 
@@ -57,7 +57,7 @@ def write_test_models(outdir: str | Path) -> TinyModels:
     _write_esm_pt(esm, lm_head, paths.esm_pt)
     _write_esm_hf(esm, lm_head, paths.esm_hf)
     vocab = _write_dnabert(paths.dnabert, gen)
-    _write_classifier(paths.classifier, TINY_DNABERT_HIDDEN + TINY_ESM.embed_dim, gen)
+    _write_classifier(paths.classifier, _features_width(paths), gen)
     (out / loading.TEST_MODEL_MARKER).write_text(
         "Models in this directory have random weights (virnucpro make-test-models).\n"
         "Their outputs mean nothing; use them only to test the software.\n"
@@ -65,6 +65,14 @@ def write_test_models(outdir: str | Path) -> TinyModels:
         f"{TINY_DNABERT_HEADS} heads, vocab {vocab}\n"
     )
     return paths
+
+
+def _features_width(paths: TinyModels) -> int:
+    """The classifier's input width: every encoder's feature width, read back from the files just written."""
+    from virnucpro.models.encoders import ENCODERS, model_paths
+
+    files = model_paths(paths.esm_pt, paths.dnabert)
+    return sum(spec.width(spec.open(files[spec.name])) for spec in ENCODERS)
 
 
 @torch.no_grad()

@@ -26,7 +26,3 @@ def chunk_starts(n: int, length: int) -> list[int]:
         starts.append(starts[-1] + length - (q + 1 if j <= m else q))
     return starts
 
-
-def chunk_id(record_id: str, j: int) -> str:
-    """Id of the j-th chunk (1-based) of a record."""
-    return f"{record_id}_chunk_{j}"

@@ -24,6 +24,7 @@ from urllib.parse import quote
 from virnucpro import __version__
 from virnucpro.errors import InputError
 from virnucpro.io.atomic import atomic_output_dir
+from virnucpro.models.encoders import ENCODERS
 from virnucpro.report import svg
 from virnucpro.report.aggregate import CHUNK_LENGTHS, SHORT_READ_FRACTION
 
@@ -31,8 +32,8 @@ REPORT_NAME = "virnucpro_report.html"
 MQC_SUMMARY = "virnucpro_summary_mqc.tsv"
 MQC_CALLS = "virnucpro_calls_mqc.tsv"
 MQC_HISTOGRAM = "virnucpro_score_histogram_mqc.json"
-# Embed summaries name each encoder by the frame field it embeds.
-MODEL_NAMES = {"nucleotide": "DNABERT-S (nucleotide)", "protein": "ESM-2 (protein)"}
+# Embed summaries name each encoder by its feature column: "DNABERT-S (nucleotide)", "ESM-2 (protein)".
+MODEL_NAMES = {spec.name: f"{spec.label} ({spec.field})" for spec in ENCODERS}
 SAMPLE_KEYS = ("sample", "records", "records_viral", "percent_viral", "frames", "histograms")
 TOP_ROWS = 25  # regions in the report's top table, over all samples
 DOCS_NAME = "output.md"  # the output documentation, copied beside the report when given

@@ -14,6 +14,13 @@ What `run` reports, all from the one run so that ratios hold:
     where the engine reports them; Nextflow's trace for peak RSS and the task's own run time)
   - GPU busy (`nvidia-smi dmon`, SM %) from the first EMBED start to the last EMBED end, and over the whole run
   - the fixed cost of each task: its run time minus its pure compute, as a fraction of its GPU time
+  - the exposed fixed cost of each task: how long the GPU waited between the previous task's release of it and
+    this task's first batch (for the first task on a GPU: from its start to its first batch); a task that stood
+    by (embed/standby.py) built and warmed up while the GPU was busy, and `standby` is how long it then waited
+  - memory per EMBED task, sampled every 2 s from /proc: peak RSS of its main process, and peak RSS and PSS
+    summed over its process tree (main process + loader workers). Summed RSS counts a shared library page once
+    per process; PSS splits each shared page between the processes that map it, so the tree's PSS is what the
+    task really costs the machine
 
 Models are random weights at full size written in the published formats (speed does not depend on values):
 ESM-2 3B as a fair-esm `.pt` with fp16 tensors, a DNABERT-S directory (config.json, pytorch_model.bin, a
@@ -40,6 +47,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -208,6 +216,77 @@ process { withName: 'EMBED' { beforeScript = 'sync; echo 3 > /proc/sys/vm/drop_c
 """
 
 
+class TreeMemory(threading.Thread):
+    """Samples, every `period` s, each `virnucpro embed` process tree's RSS and PSS (/proc/<pid>/smaps_rollup);
+    keeps the peaks per task work directory (the main process's cwd, which Nextflow's trace names)."""
+
+    def __init__(self, period=2.0):
+        super().__init__(daemon=True)
+        self.period = period
+        self.peaks: dict[str, dict] = {}
+        self.stop = threading.Event()
+
+    @staticmethod
+    def _memory_kb(pid: int) -> tuple[int, int]:
+        rss = pss = 0
+        with open(f"/proc/{pid}/smaps_rollup") as fh:
+            for line in fh:
+                if line.startswith("Rss:"):
+                    rss = int(line.split()[1])
+                elif line.startswith("Pss:"):
+                    pss = int(line.split()[1])
+        return rss, pss
+
+    def sample(self) -> None:
+        parent, cmd = {}, {}
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                with open(f"/proc/{d}/stat") as fh:
+                    parent[int(d)] = int(fh.read().rsplit(")", 1)[1].split()[1])
+                with open(f"/proc/{d}/cmdline", "rb") as fh:
+                    cmd[int(d)] = fh.read().split(b"\0")
+            except (OSError, IndexError, ValueError):
+                continue
+        roots = [pid for pid, argv in cmd.items() if b"virnucpro" in argv and b"embed" in argv
+                 and not (b"virnucpro" in cmd.get(parent.get(pid), []) and b"embed" in cmd.get(parent.get(pid), []))]
+        for root in roots:
+            tree, frontier = [root], [root]
+            while frontier:
+                frontier = [pid for pid, ppid in parent.items() if ppid in frontier]
+                tree += frontier
+            try:
+                workdir = os.readlink(f"/proc/{root}/cwd")
+                mems = [self._memory_kb(pid) for pid in tree]
+            except OSError:
+                continue
+            peak = self.peaks.setdefault(workdir, {"main_rss_kb": 0, "tree_rss_kb": 0, "tree_pss_kb": 0,
+                                                   "processes": 0})
+            peak["main_rss_kb"] = max(peak["main_rss_kb"], mems[0][0])
+            peak["tree_rss_kb"] = max(peak["tree_rss_kb"], sum(m[0] for m in mems))
+            peak["tree_pss_kb"] = max(peak["tree_pss_kb"], sum(m[1] for m in mems))
+            peak["processes"] = max(peak["processes"], len(tree))
+
+    def run(self) -> None:
+        while not self.stop.wait(self.period):
+            self.sample()
+
+
+def exposed_fixed_costs(tasks: list[dict]) -> None:
+    """Per task `exposed_s`: seconds its GPU sat without this task's work between the previous holder's release
+    and this task's first batch; for a GPU's first task, from the task's start. Needs embed.json's marks."""
+    by_gpu: dict = {}
+    for t in sorted(tasks, key=lambda t: t.get("active_at_epoch") or t["start"]):
+        if t.get("first_batch_at_epoch") is None:
+            t["exposed_s"] = None
+            continue
+        previous = by_gpu.get(t.get("gpu"))
+        since = previous if previous is not None else t["start"]
+        t["exposed_s"] = round(t["first_batch_at_epoch"] - since, 1)
+        by_gpu[t.get("gpu")] = t.get("released_at_epoch")
+
+
 def run_pipeline(args):
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
@@ -227,15 +306,18 @@ def run_pipeline(args):
     if shutil.which("nvidia-smi"):  # absent on a CPU machine, where this script is only dry-run
         dmon = subprocess.Popen(["nvidia-smi", "dmon", "-s", "u", "-o", "T", "-d", "1"],
                                 stdout=open(dmon_log, "w"), stderr=subprocess.STDOUT)
+    memory = TreeMemory()
+    memory.start()
     t0 = time.time()
     with open(work / "nextflow.out", "w") as log:
         rc = subprocess.call(cmd, cwd=work, stdout=log, stderr=subprocess.STDOUT)
     t1 = time.time()
+    memory.stop.set()
     if dmon is not None:
         time.sleep(1.5)
         dmon.send_signal(signal.SIGINT)
         dmon.wait(timeout=10)
-    result = summarise(work, trace_path, dmon_log, t0, t1, rc)
+    result = summarise(work, trace_path, dmon_log, t0, t1, rc, memory.peaks)
     result.update({"label": args.label, "cold": args.cold, "command": " ".join(cmd)})
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -276,7 +358,8 @@ def busy_between(samples, start, end):
     return round(sum(inside) / len(inside), 1) if inside else None
 
 
-def summarise(work: Path, trace_path: Path, dmon_log: Path, t0: float, t1: float, rc: int) -> dict:
+def summarise(work: Path, trace_path: Path, dmon_log: Path, t0: float, t1: float, rc: int,
+              memory: dict | None = None) -> dict:
     trace = read_trace(trace_path)
     embeds = [r for r in trace if r["name"].startswith("VIRNUCPRO:EMBED") and r["status"] == "COMPLETED"]
     tasks = []
@@ -285,6 +368,8 @@ def summarise(work: Path, trace_path: Path, dmon_log: Path, t0: float, t1: float
         s = json.loads(summary.read_text()) if summary else {}
         compute = sum(m.get("device_seconds", 0.0) for m in s.get("models", {}).values())
         realtime = int(r["realtime"]) / 1000
+        mem = (memory or {}).get(os.path.realpath(r["workdir"]), {})
+        gb = lambda kb: round(kb / 2**20, 2) if kb else None  # noqa: E731
         tasks.append({
             "task": r["name"].split("(")[-1].rstrip(")"),
             "start": int(r["start"]) / 1000, "complete": int(r["complete"]) / 1000,
@@ -297,8 +382,13 @@ def summarise(work: Path, trace_path: Path, dmon_log: Path, t0: float, t1: float
             **{k: s.get(k) for k in ("model_load_seconds", "model_checksum_seconds", "compile_seconds",
                                      "lease_wait_seconds", "compute_seconds", "write_seconds",
                                      "peak_host_rss_bytes", "host_rss_at_lease_bytes", "total_seconds", "dedup",
-                                     "parts", "compiled_esm")},
+                                     "parts", "compiled_esm", "gpu", "standby_seconds",
+                                     "lease_to_first_batch_seconds", "active_at_epoch", "first_batch_at_epoch",
+                                     "released_at_epoch")},
+            "main_rss_gb": gb(mem.get("main_rss_kb")), "tree_rss_gb": gb(mem.get("tree_rss_kb")),
+            "tree_pss_gb": gb(mem.get("tree_pss_kb")), "processes": mem.get("processes"),
         })
+    exposed_fixed_costs(tasks)
     wall = t1 - t0
     compute = sum(t["compute_s"] for t in tasks)
     day = datetime.date.fromtimestamp(t0)
@@ -327,6 +417,9 @@ def summarise(work: Path, trace_path: Path, dmon_log: Path, t0: float, t1: float
             f: round(sum(t["dedup"][f]["tokens_saved"] for t in tasks) / max(1, sum(t["dedup"][f]["tokens"] for t in tasks)), 4)
             for f in ("protein", "nucleotide") if tasks and all(t.get("dedup") for t in tasks)},
         "max_task_rss_gb": max((t["peak_rss_gb"] or 0 for t in tasks), default=None),
+        "max_task_pss_gb": max((t["tree_pss_gb"] or 0 for t in tasks), default=None),
+        "exposed_fixed_s": round(sum(t["exposed_s"] or 0 for t in tasks), 1),
+        "tasks_on_standby": sum(1 for t in tasks if (t.get("standby_seconds") or 0) > 0),
         "task_seconds_by_step": {k: round(v, 1) for k, v in sorted(steps.items())},
         "tasks": sorted(tasks, key=lambda t: t["start"]),
     }
@@ -335,19 +428,22 @@ def summarise(work: Path, trace_path: Path, dmon_log: Path, t0: float, t1: float
 def markdown(r: dict) -> str:
     lines = [f"### {r.get('label')} ({'cold start' if r.get('cold') else 'warm'}) — {r['gpu']}, {r['date']}", "",
              "| whole run | pure embed compute | wall / compute | EMBED span | GPU busy (EMBED span / whole run) "
-             "| EMBED tasks | max task RSS |",
-             "|---|---|---|---|---|---|---|",
+             "| EMBED tasks | max task RSS | max task PSS | exposed fixed cost (sum) | tasks on standby |",
+             "|---|---|---|---|---|---|---|---|---|---|",
              f"| {r['wall_s']} s | {r['embed_compute_s']} s | {r['wall_over_compute']} | {r['embed_span_s']} s "
              f"| {r['gpu_busy_embed_span_pct']}% / {r['gpu_busy_whole_run_pct']}% | {r['embed_tasks']} "
-             f"| {r['max_task_rss_gb']} GB |", "",
+             f"| {r['max_task_rss_gb']} GB | {r.get('max_task_pss_gb')} GB | {r.get('exposed_fixed_s')} s "
+             f"| {r.get('tasks_on_standby')} |", "",
              "| task | frames | run time | compute | fixed (share of compute) | load | checksum | compile "
-             "| lease wait | write | peak RSS |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| lease wait | write | peak RSS | standby | lease → 1st batch | exposed | main RSS | tree RSS / PSS |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for t in r["tasks"]:
         lines.append(f"| {t['task']} | {t['frames']} | {t['realtime_s']} s | {t['compute_s']} s "
                      f"| {t['fixed_s']} s ({t['fixed_fraction']}) | {t['model_load_seconds']} "
                      f"| {t['model_checksum_seconds']} | {t['compile_seconds']} | {t['lease_wait_seconds']} "
-                     f"| {t['write_seconds']} | {t['peak_rss_gb']} GB |")
+                     f"| {t['write_seconds']} | {t['peak_rss_gb']} GB | {t.get('standby_seconds')} "
+                     f"| {t.get('lease_to_first_batch_seconds')} | {t.get('exposed_s')} s | {t.get('main_rss_gb')} GB "
+                     f"| {t.get('tree_rss_gb')} / {t.get('tree_pss_gb')} GB |")
     lines += ["", f"Duplicate work saved (share of tokens): {r.get('dedup_tokens_saved_fraction')}"]
     lines += ["", "Task seconds by step: " + ", ".join(f"{k} {v}" for k, v in r["task_seconds_by_step"].items()), ""]
     return "\n".join(lines)

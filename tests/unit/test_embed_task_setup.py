@@ -62,7 +62,7 @@ def test_models_are_opened_before_and_built_after_the_lease(tiny_models, shard, 
     events = []
 
     @contextlib.contextmanager
-    def fake_lease(lease_dir, gpus):
+    def fake_lease(lease_dir, gpus, **_):
         events.append("lease")
         yield None  # no GPU: the CPU path
 
@@ -85,7 +85,7 @@ def test_the_lease_is_handed_back_before_the_output_is_written(tiny_models, shar
     events = []
 
     @contextlib.contextmanager
-    def fake_lease(lease_dir, gpus):
+    def fake_lease(lease_dir, gpus, **_):
         events.append("lease")
         yield None
         events.append("released")

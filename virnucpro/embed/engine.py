@@ -23,10 +23,7 @@ Design points [ARCH-01..08, SAFE-01..05, PACK-02/03/06]:
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import os
 import queue
-import sys
 import threading
 import time
 from collections import deque
@@ -39,8 +36,8 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from virnucpro.embed import packing
-from virnucpro.embed.lease import visible_gpus
 from virnucpro.embed.telemetry import Telemetry
+from virnucpro.embed.workers import LoaderPool
 from virnucpro.errors import RetryableError
 from virnucpro.io.features import Features
 
@@ -66,78 +63,6 @@ class Encoder:
 
     def __post_init__(self):
         self.name = self.name or self.field
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Loader workers. Module-level functions so the spawn start method can pickle them.
-
-_worker_tokenizers: list | None = None
-
-
-def _worker_init(tokenizers: list) -> None:
-    global _worker_tokenizers
-    # SAFE-01/04: a worker must never hold a CUDA context; refuse to start if a GPU is visible.
-    if os.environ.get("CUDA_VISIBLE_DEVICES") != "":
-        raise RuntimeError("loader worker started with a visible GPU (CUDA_VISIBLE_DEVICES not empty)")
-    torch_mod = sys.modules.get("torch")
-    if torch_mod is not None and torch_mod.cuda.is_available():
-        raise RuntimeError("loader worker can see CUDA")
-    _worker_tokenizers = tokenizers
-
-
-def _pack_task(encoder_index: int, row_offset: int, sequences: list[str], budget: int, pool: str):
-    tokens = _worker_tokenizers[encoder_index](sequences)
-    return packing.pack(tokens, budget, pool, row_offset=row_offset)
-
-
-def _worker_probe() -> dict:
-    torch_mod = sys.modules.get("torch")
-    return {
-        "pid": os.getpid(),
-        "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES"),
-        "torch_imported": torch_mod is not None,
-        "cuda_available": bool(torch_mod is not None and torch_mod.cuda.is_available()),
-        "cuda_initialized": bool(torch_mod is not None and torch_mod.cuda.is_initialized()),
-    }
-
-
-class _InProcessResult:
-    def __init__(self, value):
-        self._value = value
-
-    def get(self, timeout=None):
-        return self._value
-
-
-class LoaderPool:
-    """Spawned CPU workers with CUDA hidden; `workers=0` tokenises in the calling process (tests, tiny runs)."""
-
-    def __init__(self, tokenizers: list, workers: int):
-        self.workers = workers
-        self._tokenizers = tokenizers
-        self._pool = None
-        if workers > 0:
-            ctx = multiprocessing.get_context("spawn")  # SAFE-02: never fork a process that may hold CUDA
-            with visible_gpus(""):  # inherited by the children at spawn time
-                self._pool = ctx.Pool(workers, initializer=_worker_init, initargs=(tokenizers,))
-
-    def submit(self, *args):
-        if self._pool is None:
-            global _worker_tokenizers
-            _worker_tokenizers = self._tokenizers
-            return _InProcessResult(_pack_task(*args))
-        return self._pool.apply_async(_pack_task, args)
-
-    def probe(self) -> list[dict]:
-        if self._pool is None:
-            return []
-        return [self._pool.apply_async(_worker_probe).get(timeout=120) for _ in range(self.workers)]
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.terminate()
-            self._pool.join()
-            self._pool = None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -259,9 +184,8 @@ class EmbeddingEngine:
         self.telemetry = telemetry or Telemetry()
         self.telemetry.num_models = len(self.encoders)
         self.widths = [output_width(e.model) for e in self.encoders]
-        self.budgets = [self._initial_budget(e, memory_fraction) for e in self.encoders]
-        for e, b in zip(self.encoders, self.budgets):
-            log.info("%s encoder: token budget %d per batch", e.field, b)
+        self.memory_fraction = memory_fraction
+        self.size_budgets()
         self.loader = LoaderPool([e.tokenize for e in self.encoders], workers)
         if self.cuda:
             self.copy_stream = torch.cuda.Stream(self.device)
@@ -277,6 +201,12 @@ class EmbeddingEngine:
         self.close()
 
     # -- budget --------------------------------------------------------------------------------------------
+    def size_budgets(self) -> None:
+        """Token budgets from the memory free now (again by a standby once the previous task left the GPU)."""
+        self.budgets = [self._initial_budget(e, self.memory_fraction) for e in self.encoders]
+        for e, b in zip(self.encoders, self.budgets):
+            log.info("%s encoder: token budget %d per batch", e.field, b)
+
     def _initial_budget(self, enc: Encoder, memory_fraction: float) -> int:
         if enc.token_budget:
             return int(enc.token_budget)

@@ -17,6 +17,13 @@ Which devices are candidates (first rule that applies):
 
 The chosen device becomes the only visible one (``CUDA_VISIBLE_DEVICES=<id>``, so it is ``cuda:0`` inside the
 task); this must happen before CUDA is initialised, which is checked.
+
+Standby (``acquire_gpu(..., standby=True)``): each device also has one standby lock, ``gpu<id>.standby.lock``. A
+task that finds every device busy but a standby lock free takes it and is pinned to that device at once, so it
+can build its models there and warm up while the active task computes; it then calls ``lease.wait_active()``,
+which blocks on that device's active lock and, once it holds it, drops the standby lock for the next task. A
+device's active lock goes to its standby first: a task without a slot that finds an active lock free while
+another task stands by on that device lets it go. Every other waiting task holds no lock and no model.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -42,13 +49,55 @@ log = logging.getLogger(__name__)
 DEFAULT_WAIT_SECONDS = 24 * 3600.0
 DEFAULT_LEASE_DIR = "/tmp/virnucpro-gpu-leases"
 PSEUDO_DEVICES_ENV = "VIRNUCPRO_NUM_GPUS"
+# A standby polls its device's active lock this often: the GPU idles at most this long between two tasks.
+STANDBY_POLL_SECONDS = 0.02
 
 
-@dataclass(frozen=True)
+@dataclass
+class _Locks:
+    active: int | None = None  # descriptors holding the flocks; closing one releases it
+    standby: int | None = None
+    deadline: float = 0.0
+
+    def close(self) -> None:
+        for name in ("active", "standby"):
+            fd = getattr(self, name)
+            if fd is not None:
+                setattr(self, name, None)
+                os.close(fd)
+
+
+@dataclass
 class GpuLease:
     physical_id: str  # the id as the machine's numbering has it ("2"), or a SLURM/UUID id as given
     source: str  # "lease" (flock in lease_dir) or "slurm" (granted by the scheduler)
     lock_path: Path | None
+    _locks: _Locks = field(default_factory=_Locks, repr=False, compare=False)
+
+    @property
+    def standby(self) -> bool:
+        """True while this task holds the device's standby slot but not yet the device."""
+        return self._locks.standby is not None and self._locks.active is None
+
+    def wait_active(self) -> float:
+        """Block until this standby holds the device's active lock, then free the standby slot; seconds waited."""
+        if not self.standby:
+            return 0.0
+        start = time.monotonic()
+        while True:
+            fd = _try_lock(self.lock_path.parent, self.physical_id)
+            if fd is not None:
+                break
+            if time.monotonic() >= self._locks.deadline:
+                raise RetryableError(f"GPU {self.physical_id} still busy after waiting on standby "
+                                     f"(lease {self.lock_path})")
+            time.sleep(STANDBY_POLL_SECONDS)
+        self._locks.active = fd
+        os.close(self._locks.standby)  # the next task may stand by now
+        self._locks.standby = None
+        waited = time.monotonic() - start
+        log.info("standby ends: leased GPU %s after %.1f s ready and waiting", self.physical_id, waited)
+        return waited
 
 
 def parse_gpu_list(text: str) -> list[str]:
@@ -118,9 +167,13 @@ def _lock_path(lease_dir: Path, gpu: str) -> Path:
     return lease_dir / f"gpu{gpu.replace('/', '_')}.lock"  # MIG ids hold slashes
 
 
-def _try_lock(lease_dir: Path, gpu: str) -> int | None:
-    """An open descriptor holding `gpu<id>.lock`, or None when another process holds it."""
-    fd = _open_lock(_lock_path(lease_dir, gpu))
+def _standby_path(lease_dir: Path, gpu: str) -> Path:
+    return lease_dir / f"gpu{gpu.replace('/', '_')}.standby.lock"
+
+
+def _try_lock(lease_dir: Path, gpu: str, path: Path | None = None) -> int | None:
+    """An open descriptor holding `gpu<id>.lock` (or `path`), or None when another process holds it."""
+    fd = _open_lock(path or _lock_path(lease_dir, gpu))
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return fd
@@ -129,6 +182,29 @@ def _try_lock(lease_dir: Path, gpu: str) -> int | None:
         if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
             return None
         raise
+
+
+def _take_active(lease_dir: Path, candidates: list[str]) -> tuple[str | None, int | None]:
+    """The first free device whose standby slot is empty too: a device's own standby goes first."""
+    for gpu in candidates:
+        fd = _try_lock(lease_dir, gpu)
+        if fd is None:
+            continue
+        probe = _try_lock(lease_dir, gpu, _standby_path(lease_dir, gpu))
+        if probe is None:  # a task stands by for this device: leave it the device
+            os.close(fd)
+            continue
+        os.close(probe)
+        return gpu, fd
+    return None, None
+
+
+def _take_standby(lease_dir: Path, candidates: list[str]) -> tuple[str | None, int | None]:
+    for gpu in candidates:
+        fd = _try_lock(lease_dir, gpu, _standby_path(lease_dir, gpu))
+        if fd is not None:
+            return gpu, fd
+    return None, None
 
 
 def _make_lease_dir(lease_dir: Path) -> None:
@@ -159,8 +235,10 @@ def acquire_gpu(
     lease_dir: str | os.PathLike = DEFAULT_LEASE_DIR,
     gpus: list[int] | list[str] | None = None,
     wait_seconds: float = DEFAULT_WAIT_SECONDS,
+    standby: bool = False,
 ) -> Iterator[GpuLease | None]:
-    """Hold one GPU for the duration of the `with` block; yields None when the task must run on the CPU."""
+    """Hold one GPU for the duration of the `with` block; yields None when the task must run on the CPU.
+    `standby=True`: may yield a lease still on standby (``lease.standby``); see the module's docstring."""
     candidates, source = _candidates(gpus)
     if source == "slurm":
         if not candidates:
@@ -182,14 +260,12 @@ def acquire_gpu(
     deadline = time.monotonic() + wait_seconds
     delay = 0.05
     announced = False
+    locks = _Locks(deadline=deadline)
     while True:
-        for gpu in candidates:
-            fd = _try_lock(lease_dir, gpu)
-            if fd is not None:
-                break
-        else:
-            gpu = fd = None
-        if fd is not None:
+        gpu, locks.active = _take_active(lease_dir, candidates)
+        if locks.active is None and standby:
+            gpu, locks.standby = _take_standby(lease_dir, candidates)
+        if gpu is not None:
             break
         if time.monotonic() >= deadline:
             raise RetryableError(f"no free GPU among {','.join(candidates)} (leases in {lease_dir}) "
@@ -206,9 +282,12 @@ def acquire_gpu(
         os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
     else:
         os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
-    log.info("leased GPU %s (%s, lock %s)", gpu, source, _lock_path(lease_dir, gpu))
+    if locks.active is not None:
+        log.info("leased GPU %s (%s, lock %s)", gpu, source, _lock_path(lease_dir, gpu))
+    else:
+        log.info("GPU %s busy: standing by for it (%s, lock %s)", gpu, source, _standby_path(lease_dir, gpu))
     try:
         with visible_gpus(gpu):
-            yield GpuLease(physical_id=gpu, source="lease", lock_path=_lock_path(lease_dir, gpu))
+            yield GpuLease(physical_id=gpu, source="lease", lock_path=_lock_path(lease_dir, gpu), _locks=locks)
     finally:
-        os.close(fd)  # releases the lock
+        locks.close()  # releases the lock(s)

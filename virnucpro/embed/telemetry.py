@@ -54,6 +54,7 @@ class Telemetry:
     models: dict[str, ModelStats] = field(default_factory=dict)
     dedup: dict | None = None  # per encoder: frames, distinct, copied, saved fractions (ShardDedup.stats)
     loader_wait_s: float = 0.0
+    first_batch_at: float | None = None  # perf_counter when the first batch's features reached the host
     frames_done: int = 0
     _sequences_done: int = 0
     _start: float = field(default_factory=time.perf_counter)
@@ -76,6 +77,8 @@ class Telemetry:
             self._sequences_done += sequences
             self.frames_done = self._sequences_done // max(self.num_models, 1)
             now = time.perf_counter()
+            if self.first_batch_at is None:
+                self.first_batch_at = now
             if now - self._last_log >= self.progress_every_s:
                 self._last_log = now
                 self.log_progress(now)
@@ -104,6 +107,10 @@ class Telemetry:
 
     def elapsed(self) -> float:
         return time.perf_counter() - self._start
+
+    def restart_clock(self) -> None:
+        """Wall figures count from now (a task on standby: from getting the GPU, not from building)."""
+        self._start = self._last_log = time.perf_counter()
 
     def summary(self) -> dict:
         wall = self.elapsed()

@@ -47,18 +47,32 @@ class EncoderSpec:
 
 # ---------------------------------------------------------------------------------------------- ESM-2
 class EsmTokenize:
-    """Proteins → `<cls>` + residue ids + `<eos>` (picklable: runs in the loader workers)."""
+    """Proteins → `<cls>` + residue ids + `<eos>` (picklable: runs in the loader workers).
+
+    The alphabet is taken from models/esm2 when this is built (in the main process) and travels with the object,
+    so a worker encodes without importing models/esm2, which imports torch (embed/workers.py); a sequence the
+    table cannot encode goes to `encode_protein` itself, for its error."""
+
+    def __init__(self):
+        from virnucpro.models.esm2 import CLS, EOS, TOKEN_ID
+
+        self.table, self.cls, self.eos = dict(TOKEN_ID), CLS, EOS
 
     def __call__(self, seqs):
         from virnucpro.embed.packing import SequenceError
-        from virnucpro.models.esm2 import encode_protein
 
         out = []
         for seq in seqs:
             try:
-                out.append(np.asarray(encode_protein(seq), dtype=np.int32))
-            except ValueError as exc:
-                raise SequenceError(f"protein {seq[:30]!r}: {exc}") from None
+                out.append(np.asarray([self.cls, *map(self.table.__getitem__, seq), self.eos], dtype=np.int32))
+            except KeyError:
+                from virnucpro.models.esm2 import encode_protein
+
+                try:
+                    encode_protein(seq)
+                except ValueError as exc:
+                    raise SequenceError(f"protein {seq[:30]!r}: {exc}") from None
+                raise
         return out
 
 

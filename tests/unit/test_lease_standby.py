@@ -79,6 +79,7 @@ def _first(events, name, ev):
     return next(e for e in events if e["name"] == name and e["ev"] == ev)
 
 
+@pytest.mark.integration
 def test_second_task_stands_by_and_a_third_waits_without_a_slot(tmp_path):
     a = _task(tmp_path, "a", 2.0)
     _wait_for(tmp_path, "a", "start")
@@ -99,6 +100,7 @@ def test_second_task_stands_by_and_a_third_waits_without_a_slot(tmp_path):
     assert _first(ev, "c", "start")["t"] >= _first(ev, "b", "end")["t"]
 
 
+@pytest.mark.integration
 def test_killing_the_active_task_lets_the_standby_start(tmp_path):
     a = _task(tmp_path, "a", 60.0)
     _wait_for(tmp_path, "a", "start")
@@ -113,6 +115,7 @@ def test_killing_the_active_task_lets_the_standby_start(tmp_path):
     assert _first(_events(tmp_path), "b", "start")["t"] - t_kill < 1.0  # polls the active lock every 20 ms
 
 
+@pytest.mark.integration
 def test_a_killed_standby_frees_its_slot(tmp_path):
     a = _task(tmp_path, "a", 3.0)
     _wait_for(tmp_path, "a", "start")

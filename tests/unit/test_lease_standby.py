@@ -128,6 +128,7 @@ def test_a_killed_standby_frees_its_slot(tmp_path):
     assert a.wait(timeout=30) == 0 and c.wait(timeout=30) == 0
 
 
+@pytest.mark.integration
 def test_embed_task_on_standby_builds_first_and_records_the_wait(tiny_models, tmp_path, monkeypatch):
     """An embed task on a busy pseudo-GPU stands by: models, engine and warm-up happen while the holder still
     holds the device; its summary says how long it was ready, and its features equal a plain CPU run's."""

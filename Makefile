@@ -18,7 +18,7 @@ OUTDIR       ?= results
 # Root installs system packages directly; anyone else through sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install java maven venv nextflow test-models test slurm test-slurm demo image image-tools image-archive test-image lint-schema clean
+.PHONY: install java maven venv nextflow test-models test test-fast slurm test-slurm demo image image-tools image-archive test-image lint-schema clean
 
 install: java venv nextflow
 
@@ -64,17 +64,22 @@ $(TEST_MODELS): $(VENV)/.installed $(wildcard virnucpro/models/*.py virnucpro/co
 	bin/virnucpro make-test-models --outdir tests/models
 	@test -f $@ || { echo "error: make-test-models wrote no $@" >&2; exit 1; }
 
+# Every test. `test-fast` leaves out those that start other processes (tests/integration and the tests marked
+# `integration`: Nextflow runs, kills, daemons): the lane to run while changing Python code.
 test: install test-models
 	$(VENV_PY) -m pytest tests
+
+test-fast: install test-models
+	$(VENV_PY) -m pytest -m "not integration" tests
 
 # One-node SLURM for tests (Debian's slurm-wlm + munge, ~10 MB, ~20 s); installed only when slurmctld is missing.
 slurm:
 	@if ! command -v slurmctld >/dev/null && [ ! -x /usr/sbin/slurmctld ]; then $(SUDO) tests/slurm/install.sh; fi
 
-# The SLURM tests alone: smoke test (tests/slurm) and the pipeline through SLURM (tests/pipeline). They start
+# The SLURM tests alone: smoke test and the pipeline through SLURM (scripts in tests/slurm). They start
 # daemons and device nodes, so they need root; `make test` runs them too when VIRNUCPRO_SLURM_TESTS=1.
 test-slurm: install test-models slurm
-	VIRNUCPRO_SLURM_TESTS=1 $(VENV_PY) -m pytest tests/slurm tests/pipeline/test_slurm_pipeline.py
+	VIRNUCPRO_SLURM_TESTS=1 $(VENV_PY) -m pytest tests/integration/test_slurm.py tests/integration/test_slurm_pipeline.py
 
 # The whole pipeline on the bundled test data with the tiny models (2 CPUs, a couple of minutes).
 demo: install

@@ -132,6 +132,7 @@ with PartStore(sys.argv[1], key):
 """
 
 
+@pytest.mark.integration
 def test_second_writer_waits_then_gives_up_with_retryable(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path), "2.0"], stdout=subprocess.PIPE,
                               text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])})

@@ -1,7 +1,6 @@
 """`virnucpro embed` end to end on a shard file with the tiny models (CPU, fp32)."""
 
 import json
-import random
 
 import numpy as np
 import pytest
@@ -15,16 +14,12 @@ from virnucpro.io.frames import Frame, write_frames_tsv
 from virnucpro.models.dnabert import load_dnabert, load_tokenizer
 from virnucpro.models.esm2 import load_esm2
 
+from framegen import random_frames
+
 
 @pytest.fixture(scope="module")
 def shard(tmp_path_factory):
-    rng = random.Random(21)
-    frames = []
-    for i in range(23):
-        aa = rng.randint(1, 90)
-        frames.append(Frame(f"rec{i // 6}_chunk_{i % 6}F{1 + i % 3}",
-                            "".join(rng.choice("ACGT") for _ in range(3 * aa + 1)),
-                            "".join(rng.choice("ACDEFGHIKLMNPQRSTVWY") for _ in range(aa))))
+    frames = random_frames(23, 21, (1, 90), ids=lambda i: f"rec{i // 6}_chunk_{i % 6}F{1 + i % 3}")
     path = tmp_path_factory.mktemp("shard") / "shard_00000.tsv"
     write_frames_tsv(path, frames)
     return path, frames
@@ -99,6 +94,7 @@ def test_bad_protein_is_one_clear_error(tiny_models, tmp_path, capsys):
     assert not out.exists()
 
 
+@pytest.mark.integration
 def test_a_sigterm_during_embed_is_logged_as_killed_with_exit_143(tiny_models, tmp_path):
     """The embed command turns SIGTERM into one classified failure line and the conventional exit status."""
     import signal

@@ -104,6 +104,7 @@ def test_bad_shard_files(tmp_path):
     assert err.value.problem == "line 3: expected 3 tab-separated fields, found 2"
 
 
+@pytest.mark.integration
 def test_frames_module_does_not_need_dnaio_or_numpy():
     import subprocess
     import sys

@@ -59,6 +59,7 @@ def _max_overlap_per_gpu_and_total(events):
     return double, peak
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("n_devices", [1, 2, 4, 8])
 def test_n_devices_run_n_tasks_at_once_and_never_two_on_one(tmp_path, n_devices):
     # Held long enough that all N holders overlap even when python start-up is slow on a busy machine.
@@ -75,6 +76,7 @@ def test_n_devices_run_n_tasks_at_once_and_never_two_on_one(tmp_path, n_devices)
     assert all(e["cvd"] == e["gpu"] and e["order"] == "PCI_BUS_ID" for e in starts)
 
 
+@pytest.mark.integration
 def test_subset_means_physical_ids(tmp_path):
     procs = [_spawn(tmp_path, 4, hold=0.4, gpus="2,3") for _ in range(4)]
     assert all(p.wait(timeout=120) == 0 for p in procs)
@@ -84,6 +86,7 @@ def test_subset_means_physical_ids(tmp_path):
     assert {e["cvd"] for e in events if e["ev"] == "start"} == {"2", "3"}
 
 
+@pytest.mark.integration
 def test_lease_released_when_holder_is_killed(tmp_path):
     holder = _spawn(tmp_path, 1, hold=300)
     deadline = time.time() + 30

@@ -79,6 +79,7 @@ def _first(events, name, ev):
     return next(e for e in events if e["name"] == name and e["ev"] == ev)
 
 
+@pytest.mark.integration
 def test_second_task_stands_by_and_a_third_waits_without_a_slot(tmp_path):
     a = _task(tmp_path, "a", 2.0)
     _wait_for(tmp_path, "a", "start")
@@ -99,6 +100,7 @@ def test_second_task_stands_by_and_a_third_waits_without_a_slot(tmp_path):
     assert _first(ev, "c", "start")["t"] >= _first(ev, "b", "end")["t"]
 
 
+@pytest.mark.integration
 def test_killing_the_active_task_lets_the_standby_start(tmp_path):
     a = _task(tmp_path, "a", 60.0)
     _wait_for(tmp_path, "a", "start")
@@ -113,6 +115,7 @@ def test_killing_the_active_task_lets_the_standby_start(tmp_path):
     assert _first(_events(tmp_path), "b", "start")["t"] - t_kill < 1.0  # polls the active lock every 20 ms
 
 
+@pytest.mark.integration
 def test_a_killed_standby_frees_its_slot(tmp_path):
     a = _task(tmp_path, "a", 3.0)
     _wait_for(tmp_path, "a", "start")
@@ -125,6 +128,7 @@ def test_a_killed_standby_frees_its_slot(tmp_path):
     assert a.wait(timeout=30) == 0 and c.wait(timeout=30) == 0
 
 
+@pytest.mark.integration
 def test_embed_task_on_standby_builds_first_and_records_the_wait(tiny_models, tmp_path, monkeypatch):
     """An embed task on a busy pseudo-GPU stands by: models, engine and warm-up happen while the holder still
     holds the device; its summary says how long it was ready, and its features equal a plain CPU run's."""

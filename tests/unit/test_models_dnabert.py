@@ -1,8 +1,7 @@
-"""DNABERT-S: our module against a deliberately plain MosaicBERT forward written here; packed vs padded;
+"""DNABERT-S: our module against a deliberately plain MosaicBERT forward (tests/oracles.py); packed vs padded;
 tokenizer behaviour; loader errors."""
 
 import json
-import math
 
 import pytest
 import torch
@@ -10,6 +9,8 @@ import torch
 from virnucpro.errors import ModelFormatError
 from virnucpro.models.attention import alibi_slopes
 from virnucpro.models.dnabert import load_dnabert, load_tokenizer, tokenize
+
+from oracles import plain_mosaicbert
 
 DNA = ["ACGTACGTTTGACCATGAAAGGGTTTCCCAAATTTGGGCCCATATATGCGC", "ACG", "TTTTTTTTTTAAAAAAAAAACCCCCGGGGG",
        "GATTACAGATTACAGATTACA", "NNNACGTNNN"]
@@ -23,48 +24,6 @@ def model(tiny_models):
 @pytest.fixture(scope="module")
 def tok(tiny_models):
     return load_tokenizer(tiny_models.dnabert)
-
-
-def plain_mosaicbert(state: dict, conf: dict, ids: list[int]) -> torch.Tensor:
-    """One sequence, loops over heads, explicit ALiBi matrix; names straight from the HF state dict."""
-    h, n_heads, eps = conf["hidden_size"], conf["num_attention_heads"], conf["layer_norm_eps"]
-    d = h // n_heads
-    L = len(ids)
-
-    def ln(x, prefix):
-        mu = x.mean(-1, keepdim=True)
-        var = ((x - mu) ** 2).mean(-1, keepdim=True)
-        return (x - mu) / torch.sqrt(var + eps) * state[prefix + ".weight"] + state[prefix + ".bias"]
-
-    def gelu(x):
-        return 0.5 * x * (1 + torch.erf(x / math.sqrt(2)))
-
-    # slopes written out by hand for 12 heads (MODELS.md §2.3), so the rule in the module is checked too
-    assert n_heads == 12
-    slopes = [2 ** -1, 2 ** -2, 2 ** -3, 2 ** -4, 2 ** -5, 2 ** -6, 2 ** -7, 2 ** -8,
-              2 ** -0.5, 2 ** -1.5, 2 ** -2.5, 2 ** -3.5]
-    x = state["embeddings.word_embeddings.weight"][ids] + state["embeddings.token_type_embeddings.weight"][0]
-    x = ln(x, "embeddings.LayerNorm")
-    for i in range(conf["num_hidden_layers"]):
-        p = f"encoder.layer.{i}."
-        qkv = x @ state[p + "attention.self.Wqkv.weight"].T + state[p + "attention.self.Wqkv.bias"]
-        heads = []
-        for hd in range(n_heads):
-            q = qkv[:, hd * d:(hd + 1) * d]
-            k = qkv[:, h + hd * d:h + (hd + 1) * d]
-            v = qkv[:, 2 * h + hd * d:2 * h + (hd + 1) * d]
-            alibi = torch.tensor([[-slopes[hd] * abs(j - r) for j in range(L)] for r in range(L)])
-            scores = q @ k.T / math.sqrt(d) + alibi
-            heads.append(torch.softmax(scores, dim=-1) @ v)
-        attn = torch.cat(heads, dim=-1)
-        attn = attn @ state[p + "attention.output.dense.weight"].T + state[p + "attention.output.dense.bias"]
-        x = ln(attn + x, p + "attention.output.LayerNorm")
-        g = x @ state[p + "mlp.gated_layers.weight"].T
-        inter = conf["intermediate_size"]
-        y = gelu(g[:, :inter]) * g[:, inter:]
-        y = y @ state[p + "mlp.wo.weight"].T + state[p + "mlp.wo.bias"]
-        x = ln(y + x, p + "mlp.layernorm")
-    return x
 
 
 def test_slopes_rule():

@@ -11,6 +11,8 @@ from virnucpro.models.esm2 import (
     MASK, encode_protein, encode_proteins, load_esm2, pack_tokens, pad_tokens,
 )
 
+from oracles import fairesm_model
+
 PROTEINS = ["MKTAYIAKQRQISFVKSHFSRQ", "LLGV", "MSTNPKPQRKTKRNTNRRPQDVKFPGGGQIVGGVYLLPRRGPRLGVRATRKTSERSQPRG",
             "A", "WCHYFMPDE", "GGGGGGGGGGGGGGGGGGGGGGGGGGGGGGGGGGGGGGGGGGG"]
 
@@ -22,26 +24,6 @@ def esm(tiny_models):
 
 def _rel(a, b):
     return ((a - b).abs().max() / b.abs().max()).item()
-
-
-def _fairesm_model(path):
-    esm_pkg = pytest.importorskip("esm")
-    from esm.model.esm2 import ESM2 as FairESM2
-
-    # fair-esm's own loader would unpickle without an allow-list; load the file ourselves, safely
-    from virnucpro.models.esm2 import FAIRESM_ALLOW
-    with torch.serialization.safe_globals(FAIRESM_ALLOW):
-        data = torch.load(path, weights_only=True, map_location="cpu")
-    cfg = data["cfg"]["model"]
-    model = FairESM2(num_layers=cfg.encoder_layers, embed_dim=cfg.encoder_embed_dim,
-                     attention_heads=cfg.encoder_attention_heads,
-                     alphabet=esm_pkg.data.Alphabet.from_architecture("ESM-1b"), token_dropout=cfg.token_dropout)
-    # fair-esm's own prefix strip (pretrained._load_model_and_alphabet_core_v2)
-    state = {k.removeprefix("encoder.sentence_encoder.").removeprefix("encoder."): v for k, v in data["model"].items()}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    assert set(missing) == {"contact_head.regression.weight", "contact_head.regression.bias"}
-    assert not unexpected
-    return model.eval(), esm_pkg.data.Alphabet.from_architecture("ESM-1b")
 
 
 def test_alphabet_matches_fair_esm():
@@ -61,7 +43,7 @@ def test_bad_character_is_a_clear_error():
 
 
 def test_padded_forward_matches_fair_esm(tiny_models, esm):
-    ref, alphabet = _fairesm_model(tiny_models.esm_pt)
+    ref, alphabet = fairesm_model(tiny_models.esm_pt)
     _, _, toks = alphabet.get_batch_converter()([(str(i), p) for i, p in enumerate(PROTEINS)])
     with torch.no_grad():
         want = ref(toks, repr_layers=[ref.num_layers])["representations"][ref.num_layers]
@@ -75,7 +57,7 @@ def test_padded_forward_matches_fair_esm(tiny_models, esm):
 
 def test_padded_forward_matches_fair_esm_with_mask_tokens(tiny_models, esm):
     # token dropout with <mask> present: the factor depends on the mask ratio per sequence
-    ref, _ = _fairesm_model(tiny_models.esm_pt)
+    ref, _ = fairesm_model(tiny_models.esm_pt)
     toks = pad_tokens(encode_proteins(PROTEINS[:3]))
     toks[0, 3] = MASK
     toks[2, 5:9] = MASK

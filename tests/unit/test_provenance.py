@@ -94,6 +94,7 @@ def test_test_models_are_flagged_and_real_ones_are_not(tiny_models, tmp_path):
     assert record["models"]["esm"]["sha256"] == flagged["models"]["esm"]["sha256"]
 
 
+@pytest.mark.integration
 def test_missing_model_is_one_error_line_and_no_output(tiny_models, tmp_path):
     out = tmp_path / "model_provenance.json"
     missing = tmp_path / "no_such.pt"
@@ -107,6 +108,7 @@ def test_missing_model_is_one_error_line_and_no_output(tiny_models, tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.integration
 def test_versions_lists_the_software_that_decides_the_numbers():
     proc = subprocess.run([str(ROOT / "bin" / "virnucpro"), "--versions"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

@@ -3,7 +3,6 @@
 import errno
 import os
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
@@ -115,20 +114,12 @@ def test_cli_reports_a_missing_source_in_one_line(tmp_path, capsys):
 
 
 @pytest.fixture
-def small_tmpfs(tmp_path):
+def small_tmpfs(tmpfs):
     """A 256 KiB tmpfs (needs root and mount permission)."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], capture_output=True,
-                          text=True)
-    if done.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    yield mnt
-    subprocess.run(["umount", str(mnt)], check=True)
+    return tmpfs("mnt", "256k")
 
 
+@pytest.mark.integration
 def test_a_real_full_disk_leaves_nothing_and_says_so(tmp_path, small_tmpfs, capsys):
     files = sources(tmp_path, {"small.tsv": 1000, "big.fa": 400_000})
     dest = small_tmpfs / "S"

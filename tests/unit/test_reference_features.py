@@ -1,8 +1,6 @@
 """Reference features: the original's pooling, checked against fair-esm and a plain MosaicBERT forward."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,18 +11,13 @@ from virnucpro.io.frames import Frame
 from virnucpro.models.dnabert import load_dnabert, load_tokenizer, tokenize
 from virnucpro.models.esm2 import load_esm2
 
+from oracles import fairesm_model, plain_mosaicbert
+
 FRAMES = [
     Frame("r1_chunk_1F1", "ATGAAAACCGCGTATATTGCGAAACAGCGCC", "MKTAYIAKQR"),
     Frame("r1_chunk_1R2", "GGCAACCTGTTTAAAN", "GNLF"),
     Frame("r2_chunk_1F3", "ATGTTTTGGTAA", "MFW"),
 ]
-
-
-def _plain_dnabert():
-    spec = importlib.util.spec_from_file_location("_plain", Path(__file__).with_name("test_models_dnabert.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.plain_mosaicbert
 
 
 @pytest.fixture(scope="module")
@@ -34,20 +27,18 @@ def models(tiny_models):
 
 def test_features_follow_the_original_pooling(tiny_models, models):
     esm_pkg = pytest.importorskip("esm")
-    from test_models_esm2 import _fairesm_model  # noqa: F401  (same directory; pytest puts it on sys.path)
 
     feats = reference_features(FRAMES, *models)
     assert feats.ids == [f.id for f in FRAMES]
     assert feats["nucleotide"].dtype == np.float32 and feats["protein"].dtype == np.float32
     assert feats["nucleotide"].shape == (3, 48) and feats["protein"].shape == (3, 32)
 
-    fair, alphabet = _fairesm_model(tiny_models.esm_pt)
-    plain = _plain_dnabert()
+    fair, alphabet = fairesm_model(tiny_models.esm_pt)
     state = torch.load(tiny_models.dnabert / "pytorch_model.bin", weights_only=True)
     conf = json.loads((tiny_models.dnabert / "config.json").read_text())
     conv = alphabet.get_batch_converter()
     for i, f in enumerate(FRAMES):
-        hidden = plain(state, conf, tokenize(models[2], f.nucleotide))
+        hidden = plain_mosaicbert(state, conf, tokenize(models[2], f.nucleotide))
         np.testing.assert_allclose(feats["nucleotide"][i], hidden.mean(0).numpy(), rtol=0, atol=1e-5)
         # [CLS]/[SEP] are part of the mean: leaving them out gives a different vector
         assert np.abs(feats["nucleotide"][i] - hidden[1:-1].mean(0).numpy()).max() > 1e-3

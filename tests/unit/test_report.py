@@ -11,6 +11,8 @@ from virnucpro.cli import main
 from virnucpro.errors import InputError
 from virnucpro.report.html import MQC_CALLS, MQC_HISTOGRAM, MQC_SUMMARY, REPORT_NAME, throughput_by_model
 
+from summaries import EMBED
+
 EDGES = [round(k / 20, 4) for k in range(21)]
 
 
@@ -25,14 +27,6 @@ def sample_summary(name, viral, not_viral, no_prediction, hist=None, threshold=0
         "histograms": {"edges": EDGES, "virus_score": hist or [0] * 20, "max_p_virus": hist or [0] * 20},
         "warnings": ["median record length 150 bp is much shorter <than> the chunk length"],
     }
-
-
-EMBED = {
-    "frames": 30, "wall_seconds": 3.0, "frames_per_s": 10.0, "device": "NVIDIA H100", "precision": "fp16",
-    "test_models": True, "torch": "2.11.0", "parts_reused": 0,
-    "models": {"protein": {"tokens": 9000, "sequences": 30, "device_seconds": 0.5, "tokens_per_s": 18000.0},
-               "nucleotide": {"tokens": 3000, "sequences": 30, "device_seconds": 0.25, "tokens_per_s": 12000.0}},
-}
 
 
 @pytest.fixture

@@ -168,28 +168,21 @@ def test_corrupt_gzip(tmp_path):
     assert problem(path).startswith("corrupt gzip file")
 
 
-def test_fastq_quality_length_mismatch(tmp_path):
-    path = tmp_path / "x.fq"
-    path.write_text("@a\nACGT\n+\nIIII\n@b\nACGT\n+\nIII\n")
-    assert problem(path) == "FASTQ record 2: sequence length 4 differs from quality length 3"
-
-
-def test_fastq_cut_short(tmp_path):
-    path = tmp_path / "x.fq"
-    path.write_text("@a\nACGT\n+\nIIII\n@b\nACGT\n")
-    assert problem(path) == "FASTQ record 2 is cut short (fewer than 4 lines)"
-
-
-def test_fastq_missing_plus_line(tmp_path):
-    path = tmp_path / "x.fq"
-    path.write_text("@a\nACGT\nIIII\n@b\n")
-    assert problem(path) == "FASTQ record 1: third line does not start with '+'"
-
-
-def test_neither_fasta_nor_fastq(tmp_path):
-    path = tmp_path / "x.txt"
-    path.write_text("sample\tfastq_1\nS1\treads.fq\n")
-    assert problem(path) == "neither FASTA (first line starts with '>') nor FASTQ (starts with '@')"
+@pytest.mark.parametrize("name, text, message", [
+    pytest.param("x.fq", "@a\nACGT\n+\nIIII\n@b\nACGT\n+\nIII\n",
+                 "FASTQ record 2: sequence length 4 differs from quality length 3", id="fastq_quality_length_mismatch"),
+    pytest.param("x.fq", "@a\nACGT\n+\nIIII\n@b\nACGT\n",
+                 "FASTQ record 2 is cut short (fewer than 4 lines)", id="fastq_cut_short"),
+    pytest.param("x.fq", "@a\nACGT\nIIII\n@b\n",
+                 "FASTQ record 1: third line does not start with '+'", id="fastq_missing_plus_line"),
+    pytest.param("x.txt", "sample\tfastq_1\nS1\treads.fq\n",
+                 "neither FASTA (first line starts with '>') nor FASTQ (starts with '@')",
+                 id="neither_fasta_nor_fastq"),
+])
+def test_malformed_text_is_one_problem(tmp_path, name, text, message):
+    path = tmp_path / name
+    path.write_text(text)
+    assert problem(path) == message
 
 
 def test_directory_is_not_a_sequence_file(tmp_path):

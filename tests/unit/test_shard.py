@@ -1,7 +1,6 @@
 """Token-balanced contiguous shards: every frame once, input order, deterministic, cut by tokens."""
 
 import hashlib
-import random
 import subprocess
 import sys
 from pathlib import Path
@@ -12,18 +11,9 @@ from virnucpro.embed.shard import frame_tokens, split_frames
 from virnucpro.models.encoders import DNABERT_SPEC, ESM2_SPEC
 from virnucpro.io.frames import Frame, read_frames_tsv
 
+from framegen import random_frames, write_fasta_pair
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def make_frames(n, seed=0, lengths=(20, 170)):
-    rng = random.Random(seed)
-    frames = []
-    for i in range(n):
-        aa = rng.randint(*lengths)
-        protein = "".join(rng.choice("ACDEFGHIKLMNPQRSTVWY") for _ in range(aa))
-        nucleotide = "".join(rng.choice("ACGT") for _ in range(3 * aa + 1))
-        frames.append(Frame(f"seq{i}_chunk_1F{1 + i % 3}", nucleotide, protein))
-    return frames
 
 
 def read_all(paths):
@@ -39,7 +29,7 @@ def test_token_counts():
 
 @pytest.mark.parametrize("budget", [1, 500, 3000, 10**9])
 def test_shards_are_contiguous_in_order_and_within_budget(tmp_path, budget):
-    frames = make_frames(120)
+    frames = random_frames(120)
     paths = split_frames(frames, tmp_path / "shards", budget)
     assert [p.name for p in paths] == [f"shard_{i:05d}.tsv" for i in range(len(paths))]
     shards = read_all(paths)
@@ -63,7 +53,7 @@ def test_shards_are_contiguous_in_order_and_within_budget(tmp_path, budget):
 
 def test_balanced_by_tokens_not_by_frame_count(tmp_path):
     # Short frames first, long frames after: equal work means many short frames per shard, few long ones.
-    frames = make_frames(100, seed=1, lengths=(10, 12)) + make_frames(100, seed=2, lengths=(150, 160))
+    frames = random_frames(100, seed=1, lengths=(10, 12)) + random_frames(100, seed=2, lengths=(150, 160))
     frames = [Frame(f"s{i}_chunk_1F1", f.nucleotide, f.protein) for i, f in enumerate(frames)]
     shards = read_all(split_frames(frames, tmp_path, 5000))
     counts = [len(s) for s in shards]
@@ -73,7 +63,7 @@ def test_balanced_by_tokens_not_by_frame_count(tmp_path):
 
 
 def test_deterministic(tmp_path):
-    frames = make_frames(80, seed=3)
+    frames = random_frames(80, seed=3)
     a = split_frames(frames, tmp_path / "a", 2000)
     b = split_frames(iter(frames), tmp_path / "b", 2000)  # a one-shot iterator works too
     digest = lambda paths: [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]  # noqa: E731
@@ -88,19 +78,19 @@ def test_no_frames_gives_one_header_only_shard(tmp_path):
 
 
 def test_rerun_into_the_same_directory_leaves_no_stale_shards(tmp_path):
-    frames = make_frames(50)
+    frames = random_frames(50)
     assert len(split_frames(frames, tmp_path, 500)) > 3
     paths = split_frames(frames, tmp_path, 10**9)
     assert sorted(p.name for p in tmp_path.glob("shard_*.tsv")) == ["shard_00000.tsv"]
     assert read_all(paths) == [frames]
 
 
+@pytest.mark.integration
 def test_cli_shards_a_fasta_pair(tmp_path):
-    frames = make_frames(40, seed=4)
-    (tmp_path / "nt.fa").write_text("".join(f">{f.id}\n{f.nucleotide}\n" for f in frames))
-    (tmp_path / "prot.faa").write_text("".join(f">{f.id}\n{f.protein}\n" for f in frames))
-    cmd = [sys.executable, "-m", "virnucpro", "shard", "--nucleotide", str(tmp_path / "nt.fa"),
-           "--protein", str(tmp_path / "prot.faa"), "--outdir", str(tmp_path / "out"), "--shard-tokens", "3000"]
+    frames = random_frames(40, seed=4)
+    nucleotide, protein = write_fasta_pair(frames, tmp_path)
+    cmd = [sys.executable, "-m", "virnucpro", "shard", "--nucleotide", str(nucleotide),
+           "--protein", str(protein), "--outdir", str(tmp_path / "out"), "--shard-tokens", "3000"]
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     paths = sorted((tmp_path / "out").glob("shard_*.tsv"))

@@ -1,7 +1,6 @@
 """Same answers at any scale [TEST-02, TEST-06]: features of the same frames do not depend on the shard size,
 the checkpoint interval or the packing budget (FP32, CPU, tiny models, the real shard and embed functions)."""
 
-import random
 
 import numpy as np
 import pytest
@@ -9,21 +8,15 @@ import pytest
 from virnucpro.embed.run import embed_shard
 from virnucpro.embed.shard import split_frames
 from virnucpro.io.features import Features, load_features
-from virnucpro.io.frames import Frame
+
+from framegen import random_frames
 
 N_FRAMES = 24
 
 
 @pytest.fixture(scope="module")
 def frames():
-    rng = random.Random(5)
-    out = []
-    for i in range(N_FRAMES):
-        aa = rng.randint(5, 120)
-        out.append(Frame(f"rec{i // 4}_chunk_{i % 4 + 1}R{i % 3 + 1}",
-                         "".join(rng.choice("ACGT") for _ in range(3 * aa + 1)),
-                         "".join(rng.choice("ACDEFGHIKLMNPQRSTVWY") for _ in range(aa))))
-    return out
+    return random_frames(N_FRAMES, 5, (5, 120), ids=lambda i: f"rec{i // 4}_chunk_{i % 4 + 1}R{i % 3 + 1}")
 
 
 def embed_sample(frames, tmp, tiny_models, shard_tokens, every, token_budget=None):
@@ -65,7 +58,8 @@ def test_same_features_at_any_scale(frames, whole, tiny_models, tmp_path, monkey
     assert n_shards >= min_shards
     assert feats.ids == [f.id for f in frames]
     # FP32: within 1e-5. Not bit-identical: a different packing changes the GEMM shapes, hence the summation
-    # order (measured up to ~1e-6 here); identical parts give identical bits (test_resume_embed.py).
+    # order (measured up to ~1e-6 here); identical parts give identical bits
+    # (tests/integration/test_embed_kill_resume.py).
     for field in ("nucleotide", "protein"):
         got, want = feats[field], whole[field]
         print(f"{field}: shard_tokens={shard_tokens} every={every} budget={token_budget}: "

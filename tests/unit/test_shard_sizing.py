@@ -11,7 +11,7 @@ from virnucpro.embed import shard as sh
 from virnucpro.embed.shard import FrameStats, auto_shard_count, auto_shard_tokens, frame_stats, frame_tokens
 from virnucpro.io.frames import read_frames_tsv
 
-from test_shard import make_frames
+from framegen import random_frames, write_fasta_pair
 
 ROOT = Path(__file__).resolve().parents[2]
 M = sh.MIN_SHARD_TOKENS
@@ -52,7 +52,7 @@ def test_gpus_must_be_positive():
 
 @pytest.mark.parametrize("gpus", [1, 2, 3, 5])
 def test_auto_budget_cuts_the_planned_shards_of_near_equal_tokens(tmp_path, monkeypatch, gpus):
-    frames = make_frames(600, seed=gpus, lengths=(20, 60))
+    frames = random_frames(600, seed=gpus, lengths=(20, 60))
     stats = frame_stats(frames)
     monkeypatch.setattr(sh, "MIN_SHARD_TOKENS", stats.tokens // 12)  # scaled down: the same rules, small data
     n = auto_shard_count(stats, gpus)
@@ -68,7 +68,7 @@ def test_auto_budget_cuts_the_planned_shards_of_near_equal_tokens(tmp_path, monk
 
 
 def test_frame_stats():
-    frames = make_frames(30, seed=9)
+    frames = random_frames(30, seed=9)
     s = frame_stats(iter(frames))
     assert (s.frames, s.tokens, s.largest) == (30, sum(map(frame_tokens, frames)), max(map(frame_tokens, frames)))
     assert frame_stats([]) == FrameStats(0, 0, 0) and auto_shard_tokens(FrameStats(), 4) == 1
@@ -99,12 +99,12 @@ def sh_pseudo():
     return PSEUDO_DEVICES_ENV
 
 
+@pytest.mark.integration
 def test_cli_auto_and_explicit(tmp_path):
-    frames = make_frames(40, seed=4)
-    (tmp_path / "nt.fa").write_text("".join(f">{f.id}\n{f.nucleotide}\n" for f in frames))
-    (tmp_path / "prot.faa").write_text("".join(f">{f.id}\n{f.protein}\n" for f in frames))
-    base = [sys.executable, "-m", "virnucpro", "shard", "--nucleotide", str(tmp_path / "nt.fa"),
-            "--protein", str(tmp_path / "prot.faa")]
+    frames = random_frames(40, seed=4)
+    nucleotide, protein = write_fasta_pair(frames, tmp_path)
+    base = [sys.executable, "-m", "virnucpro", "shard", "--nucleotide", str(nucleotide),
+            "--protein", str(protein)]
     auto = subprocess.run(base + ["--outdir", str(tmp_path / "a"), "--num-gpus", "8"], capture_output=True,
                           text=True, cwd=ROOT)
     assert auto.returncode == 0, auto.stderr

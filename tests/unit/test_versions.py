@@ -18,6 +18,7 @@ def test_source_version_is_the_imported_one(package):
     assert _source_version(package) == importlib.import_module(package).__version__
 
 
+@pytest.mark.integration
 def test_versions_imports_none_of_the_heavy_packages():
     code = ("import sys\nfrom virnucpro.cli import main\ntry:\n    main(['--versions'])\nexcept SystemExit:\n    pass\n"
             "print('IMPORTED', sorted(m for m in ('torch', 'transformers') if m in sys.modules))")

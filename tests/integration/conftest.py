@@ -1,4 +1,8 @@
-"""The `-profile test` run shared by test_pipeline.py (its outputs) and test_resume_pipeline.py (the reference)."""
+"""Tests that start other processes: Nextflow runs, kills, daemons, mounts. Each is marked `integration`, so
+`pytest -m "not integration"` (`make test-fast`) leaves them out.
+
+Also the `-profile test` run shared by test_pipeline.py (its outputs) and the tests that compare against it.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,16 @@ from pathlib import Path
 import pytest
 
 from nfpipeline import TEST_PROFILE_ARGS, require_test_models, run_nextflow
+
+
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items):
+    # Called with every collected item, not only this folder's: mark those below it.
+    for item in items:
+        if HERE in item.path.resolve().parents:
+            item.add_marker(pytest.mark.integration)
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Resuming an embed from its checkpoint parts, through the real code (embed/run.py) with the tiny models on the CPU
 [CKPT-02]: which parts `resume_parts` reuses and which it leaves to do, a run interrupted after some parts that
 resumes to exactly the uninterrupted output, and two tasks on one shard. kill -9 of the real `virnucpro embed`
-at random points is in test_resume_embed.py.
+at random points is in tests/integration/test_embed_kill_resume.py.
 """
 
 import os
@@ -18,19 +18,15 @@ from virnucpro.embed.checkpoint import PartStore
 from virnucpro.embed.dedup import FeatureRows
 from virnucpro.embed.shard import split_frames
 from virnucpro.io.features import Features, load_features
-from virnucpro.io.frames import Frame
+
+from framegen import random_frames
 
 ROOT = Path(__file__).resolve().parents[2]
 EVERY = 7
 
 
 def make_shard(tmp_path, n=30, seed=0):
-    rng = random.Random(seed)
-    frames = []
-    for i in range(n):
-        aa = rng.randint(20, 60)
-        frames.append(Frame(f"seq{i}_chunk_1F1", "".join(rng.choice("ACGT") for _ in range(3 * aa + 1)),
-                            "".join(rng.choice("ACDEFGHIKLMNPQRSTVWY") for _ in range(aa))))
+    frames = random_frames(n, seed, (20, 60), ids=lambda i: f"seq{i}_chunk_1F1")
     [shard] = split_frames(frames, tmp_path / "shards", 10**9)
     return shard, frames
 
@@ -132,6 +128,7 @@ def test_a_run_stopped_after_some_parts_resumes_them_and_writes_the_uninterrupte
     assert_identical(load_features(tmp_path / "out.npz"), load_features(tmp_path / "want.npz"))
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 def test_two_tasks_on_one_shard_both_write_the_same_features(tiny_models, tmp_path):
     """The shard lock makes the second task wait for the first; both outputs are whole and identical."""

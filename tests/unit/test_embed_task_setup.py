@@ -126,6 +126,7 @@ def test_compile_cache_dir_is_set_unless_the_user_chose_one(tmp_path, monkeypatc
     assert run.use_compile_cache(tmp_path / "cc") == str(tmp_path / "mine")
 
 
+@pytest.mark.integration
 def test_nothing_sets_the_compile_cache_variable_before_embed_does():
     """Importing torch._dynamo/_inductor writes torch's default into TORCHINDUCTOR_CACHE_DIR, which would then
     look like the user's choice: the embed command must not import them before use_compile_cache runs."""
@@ -150,6 +151,7 @@ _COMPILE_ONCE = textwrap.dedent("""
 """)
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 def test_a_second_process_reuses_the_first_ones_compile(tmp_path):
     """Two tasks of a run: the second loads the compiled graph from the shared cache instead of compiling."""

@@ -10,9 +10,10 @@ from virnucpro.embed.engine import EmbeddingEngine
 from virnucpro.embed.reference import reference_features
 from virnucpro.embed.run import build_encoders
 from virnucpro.models.encoders import DnabertTokenize, EsmTokenize
-from virnucpro.io.frames import Frame
 from virnucpro.models.dnabert import load_dnabert, load_tokenizer
 from virnucpro.models.esm2 import load_esm2
+
+from framegen import random_frames
 
 
 @pytest.fixture(scope="module")
@@ -23,14 +24,7 @@ def models(tiny_models):
 
 
 def make_frames(n, seed, lo=1, hi=120):
-    rng = random.Random(seed)
-    out = []
-    for i in range(n):
-        aa = rng.randint(lo, hi)
-        nt = "".join(rng.choice("ACGTN" if i % 7 == 0 else "ACGT") for _ in range(3 * aa + 1))
-        out.append(Frame(f"s{seed}_{i}_chunk_1F{1 + i % 3}", nt,
-                         "".join(rng.choice("ACDEFGHIKLMNPQRSTVWY") for _ in range(aa))))
-    return out
+    return random_frames(n, seed, (lo, hi), ids=lambda i: f"s{seed}_{i}_chunk_1F{1 + i % 3}", n_every=7)
 
 
 def embed(models, frames, budget=None, every=None, workers=0):

@@ -77,6 +77,7 @@ def test_report_failure_logs_one_classified_line(caplog):
     assert not caplog.records[0].exc_info  # expected failures carry no traceback noise
 
 
+@pytest.mark.integration
 def test_sigterm_becomes_a_killed_failure_and_finally_blocks_run(tmp_path):
     code = (
         "import sys, time\n"

@@ -2,9 +2,9 @@
 
 import copy
 
-from test_report import EMBED
-
 from virnucpro.report.html import _throughput_section, throughput_by_model
+
+from summaries import EMBED
 
 
 def with_dedup(protein_copied, nucleotide_copied):

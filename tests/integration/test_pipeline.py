@@ -12,7 +12,6 @@ import csv
 import gzip
 import hashlib
 import json
-import os
 import re
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from urllib.parse import unquote
 import pytest
 
 from nfpipeline import (MAIN, MIN_LENGTH, REPO, TEST_DATA, TEST_PROFILE_ARGS, input_record_ids, nextflow_command,
-                        read_fasta, run_nextflow, samplesheet_rows)
+                        nextflow_env, read_fasta, run_nextflow, samplesheet_rows)
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.slow]
 
@@ -265,10 +264,22 @@ def test_resume_reuses_every_task(test_run):
     assert "Cached process" in again.stdout
 
 
-def test_stub_run_writes_every_file_under_its_real_name(tmp_path):
+@pytest.fixture(scope="module")
+def stub_run(tmp_path_factory):
+    """One `-profile test -stub` run, with an institutional profile (INSTITUTIONAL_CONFIG, below): the stub files
+    and the profile's caps are checked on the same run."""
+    cwd = tmp_path_factory.mktemp("stub")
+    config = cwd / "example_hpc.config"
+    config.write_text(INSTITUTIONAL_CONFIG)
+    outdir = cwd / "results"
+    result = run_nextflow(["-c", str(config), "-profile", "test", "-stub", "--outdir", str(outdir)], cwd,
+                          timeout=600)
+    return outdir, result
+
+
+def test_stub_run_writes_every_file_under_its_real_name(stub_run):
     """-stub: the whole DAG runs with placeholder files named and headed like the real ones."""
-    outdir = tmp_path / "results"
-    result = run_nextflow(["-profile", "test", "-stub", "--outdir", str(outdir)], tmp_path, timeout=600)
+    outdir, result = stub_run
     assert result.returncode == 0, result.stdout[-4000:]
     assert sorted(p.name for p in (outdir / "report").iterdir()) == sorted(REPORT_FILES)
     assert (outdir / "pipeline_info" / "model_provenance.json").is_file()
@@ -307,7 +318,7 @@ def test_scripts_pass_the_strict_parser(tmp_path):
     outdir = tmp_path / "results"
     cmd = nextflow_command() + ["-C", str(tmp_path / "strict.config"), "run", str(MAIN), "-ansi-log", "false",
                                 "-profile", "test", "-stub", "--outdir", str(outdir)]
-    env = dict(os.environ, NXF_SYNTAX_PARSER="v2", NXF_ANSI_LOG="false")
+    env = dict(nextflow_env(), NXF_SYNTAX_PARSER="v2")
     result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "Submitted process > VIRNUCPRO:REPORT" in result.stdout
@@ -448,12 +459,8 @@ trace.fields = 'name,cpus,memory,time'
 """
 
 
-def test_an_nf_core_configs_style_profile_runs_and_its_caps_apply(tmp_path):
-    config = tmp_path / "example_hpc.config"
-    config.write_text(INSTITUTIONAL_CONFIG)
-    outdir = tmp_path / "results"
-    result = run_nextflow(["-c", str(config), "-profile", "test", "-stub", "--outdir", str(outdir)], tmp_path,
-                          timeout=600)
+def test_an_nf_core_configs_style_profile_runs_and_its_caps_apply(stub_run):
+    outdir, result = stub_run
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     assert "unknown parameter" not in output and "WARN" not in output, output[-4000:]

@@ -9,7 +9,6 @@ run resumed: it must finish with every result equal to the uninterrupted referen
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
@@ -32,19 +31,8 @@ def file_set(folder: Path) -> set[str]:
 
 
 @pytest.fixture
-def small_outdir(tmp_path):
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs as --outdir needs root")
-    mnt = tmp_path / "results"
-    mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE}", "tmpfs", str(mnt)],
-                          capture_output=True, text=True)
-    if done.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
+def small_outdir(tmpfs):
+    return tmpfs("results", TMPFS_SIZE)
 
 
 def test_full_outdir_leaves_no_partial_sample_and_resume_completes(test_run, tmp_path, small_outdir):

@@ -1,6 +1,6 @@
 """The pipeline through a one-node SLURM (tests/slurm/): every task a SLURM job, results equal the local run's.
 
-Opt-in like tests/slurm/test_slurm.py: VIRNUCPRO_SLURM_TESTS=1, root, slurm-wlm + munge installed
+Opt-in like test_slurm.py: VIRNUCPRO_SLURM_TESTS=1, root, slurm-wlm + munge installed
 (`make test-slurm` does all three; `.ci/run` runs it in CI). Compares the published result files byte for byte
 with the shared local `-profile test` run (same parameters), and checks that the EMBED jobs asked SLURM for a GPU.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from nfpipeline import REPO, TEST_PROFILE_ARGS, samplesheet_rows
+from nfpipeline import REPO, TEST_PROFILE_ARGS, nextflow_env, samplesheet_rows
 
 SLURM = REPO / "tests" / "slurm"
 
@@ -36,8 +36,8 @@ def test_pipeline_through_slurm_equals_the_local_run(test_run):
     # Not pytest's tmp_path: its parents are private to root and munged runs as the munge user.
     state = Path(tempfile.mkdtemp(prefix="virnucpro-slurm-pipeline-", dir="/tmp"))
     state.chmod(0o755)
-    env = {**os.environ, "SLURM_TEST_STATE": str(state), "SLURM_CONF": str(state / "slurm.conf"),
-           "SLURM_TEST_GPUS": "2", "NXF_ANSI_LOG": "false"}
+    env = {**nextflow_env(), "SLURM_TEST_STATE": str(state), "SLURM_CONF": str(state / "slurm.conf"),
+           "SLURM_TEST_GPUS": "2"}
     # Ports of their own, so a cluster started by hand (defaults) or by test_slurm.py (16817) can coexist.
     env.update(SLURM_TEST_CTLD_PORT="16827", SLURM_TEST_D_PORT="16828")
     outdir = state / "results"

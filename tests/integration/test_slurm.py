@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
+SLURM = Path(__file__).resolve().parents[1] / "slurm"  # the scripts
 
 pytestmark = [
     pytest.mark.slow,
@@ -31,13 +31,13 @@ def test_one_node_slurm_grants_gpus_and_the_lease_follows():
            "SLURM_TEST_GPUS": "2"}
     # Other ports than a cluster started by hand with the defaults, so both can coexist.
     env.update(SLURM_TEST_CTLD_PORT="16817", SLURM_TEST_D_PORT="16818")
-    start = subprocess.run([str(HERE / "start_local_slurm.sh"), str(state)], env=env, capture_output=True,
+    start = subprocess.run([str(SLURM / "start_local_slurm.sh"), str(state)], env=env, capture_output=True,
                            text=True, timeout=120)
     try:
         assert start.returncode == 0, start.stdout + start.stderr
-        smoke = subprocess.run([str(HERE / "smoke_test.sh")], env=env, capture_output=True, text=True, timeout=300)
+        smoke = subprocess.run([str(SLURM / "smoke_test.sh")], env=env, capture_output=True, text=True, timeout=300)
         assert smoke.returncode == 0, smoke.stdout + smoke.stderr
         assert "SLURM smoke test passed" in smoke.stdout
     finally:
-        subprocess.run([str(HERE / "stop_local_slurm.sh"), str(state)], env=env, timeout=60)
+        subprocess.run([str(SLURM / "stop_local_slurm.sh"), str(state)], env=env, timeout=60)
         shutil.rmtree(state, ignore_errors=True)

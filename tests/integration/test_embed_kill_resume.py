@@ -15,7 +15,8 @@ import pytest
 
 from virnucpro.embed.shard import split_frames
 from virnucpro.io.features import load_features
-from virnucpro.io.frames import Frame
+
+from framegen import random_frames
 
 ROOT = Path(__file__).resolve().parents[2]
 EVERY = 7
@@ -23,13 +24,7 @@ EVERY = 7
 
 @pytest.fixture(scope="module")
 def shard(tmp_path_factory):
-    rng = random.Random(11)
-    frames = []
-    for i in range(60):
-        aa = rng.randint(20, 160)
-        frames.append(Frame(f"seq{i}_chunk_{1 + i % 3}F{1 + i % 3}",
-                            "".join(rng.choice("ACGT") for _ in range(3 * aa + 1)),
-                            "".join(rng.choice("ACDEFGHIKLMNPQRSTVWY") for _ in range(aa))))
+    frames = random_frames(60, 11, (20, 160), ids=lambda i: f"seq{i}_chunk_{1 + i % 3}F{1 + i % 3}")
     [path] = split_frames(frames, tmp_path_factory.mktemp("shard"), 10**9)
     return path, frames
 

@@ -7,8 +7,6 @@ windows and lost or reordered rows, whatever the budget, order or grouping.
 
 import math
 import os
-import random
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -17,6 +15,8 @@ import torch
 from virnucpro.embed import packing
 from virnucpro.embed.engine import EmbeddingEngine, Encoder
 from virnucpro.models import attention
+
+from framegen import random_frames
 
 ALPHABET = "ACDEFGHIKLMNPQRSTVWY"
 
@@ -82,21 +82,8 @@ class StandIn(torch.nn.Module):
         return self.norm(h)
 
 
-@dataclass
-class F:
-    id: str
-    nucleotide: str
-    protein: str
-
-
 def make_frames(n, seed=0, max_aa=60):
-    rng = random.Random(seed)
-    frames = []
-    for i in range(n):
-        aa = "".join(rng.choice(ALPHABET) for _ in range(rng.randint(1, max_aa)))
-        nt = "".join(rng.choice("ACGT") for _ in range(3 * len(aa) + 1))
-        frames.append(F(f"r{i}_chunk_1F1", nt, aa))
-    return frames
+    return random_frames(n, seed, (1, max_aa), ids=lambda i: f"r{i}_chunk_1F1")
 
 
 def encoders(budget=None):

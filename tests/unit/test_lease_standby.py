@@ -75,16 +75,22 @@ def _wait_for(tmp_path, name, ev, timeout=30.0):
     raise AssertionError(f"{name} never logged {ev}: {_events(tmp_path)}")
 
 
+def _active_and_standby(tmp_path, a_holds, b_holds):
+    """Task a holding the pseudo-GPU for `a_holds` s, then task b ready on standby behind it."""
+    a = _task(tmp_path, "a", a_holds)
+    _wait_for(tmp_path, "a", "start")
+    b = _task(tmp_path, "b", b_holds)
+    _wait_for(tmp_path, "b", "ready")
+    return a, b
+
+
 def _first(events, name, ev):
     return next(e for e in events if e["name"] == name and e["ev"] == ev)
 
 
 @pytest.mark.integration
 def test_second_task_stands_by_and_a_third_waits_without_a_slot(tmp_path):
-    a = _task(tmp_path, "a", 2.0)
-    _wait_for(tmp_path, "a", "start")
-    b = _task(tmp_path, "b", 1.0)
-    _wait_for(tmp_path, "b", "ready")
+    a, b = _active_and_standby(tmp_path, 2.0, 1.0)
     c = _task(tmp_path, "c", 0.2)
     for p in (a, b, c):
         assert p.wait(timeout=60) == 0
@@ -102,10 +108,7 @@ def test_second_task_stands_by_and_a_third_waits_without_a_slot(tmp_path):
 
 @pytest.mark.integration
 def test_killing_the_active_task_lets_the_standby_start(tmp_path):
-    a = _task(tmp_path, "a", 60.0)
-    _wait_for(tmp_path, "a", "start")
-    b = _task(tmp_path, "b", 0.1)
-    _wait_for(tmp_path, "b", "ready")
+    a, b = _active_and_standby(tmp_path, 60.0, 0.1)
     time.sleep(0.3)
     assert not any(e["name"] == "b" and e["ev"] == "start" for e in _events(tmp_path))
     a.send_signal(signal.SIGKILL)
@@ -117,10 +120,7 @@ def test_killing_the_active_task_lets_the_standby_start(tmp_path):
 
 @pytest.mark.integration
 def test_a_killed_standby_frees_its_slot(tmp_path):
-    a = _task(tmp_path, "a", 3.0)
-    _wait_for(tmp_path, "a", "start")
-    b = _task(tmp_path, "b", 0.1)
-    _wait_for(tmp_path, "b", "ready")
+    a, b = _active_and_standby(tmp_path, 3.0, 0.1)
     b.send_signal(signal.SIGKILL)
     b.wait(timeout=10)
     c = _task(tmp_path, "c", 0.1)

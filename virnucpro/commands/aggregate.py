@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from virnucpro import options
-from virnucpro.commands.argtypes import non_negative_int
+from virnucpro.commands.argtypes import add_chunking, non_negative_int
 
 
 def _threshold(text: str) -> float:
@@ -34,11 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold", type=_threshold, default=options.DEFAULT_THRESHOLD, metavar="T",
                    help="call a record viral when its virus_score >= T (default 0.5: a record is viral when "
                         "any of its chunks is True in prediction_results_highestscore.csv)")
-    p.add_argument("--chunk-length", type=int, metavar="L",
-                   help="chunk length used by preprocess (checked against the records table; default: inferred)")
-    p.add_argument("--min-length", type=non_negative_int, default=options.DEFAULT_MIN_LENGTH, metavar="BP",
-                   help="the --min-length preprocess was run with (checked against the records table's too_short "
-                        "rows; default 0)")
+    add_chunking(p, applies=False)
     p.add_argument("--region-gap", type=non_negative_int, default=options.DEFAULT_REGION_GAP, metavar="N",
                    help="bridge up to N scored chunks below the threshold between two viral chunks of one region "
                         "(chunks without a scored frame are always bridged there; default "

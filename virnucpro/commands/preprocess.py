@@ -5,27 +5,15 @@ from __future__ import annotations
 import argparse
 
 from virnucpro import options
-from virnucpro.commands.argtypes import non_negative_int
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number of bases, got {text}")
-    return value
+from virnucpro.commands.argtypes import add_chunking
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", required=True, metavar="IN",
                    help="FASTA or FASTQ, plain, gzip, bzip2 or xz (detected from the content)")
-    p.add_argument("--chunk-length", required=True, type=_positive_int, metavar="L",
-                   help="chunk length in bp: 300 or 500 match the published models (300_model.pth, "
-                        "500_model.pth); other positive values are accepted for experiments")
+    add_chunking(p, applies=True)
     p.add_argument("--outdir", required=True, metavar="DIR",
                    help="writes chunked.fa, identified_nucleotide.fa, identified_protein.faa, records.tsv")
-    p.add_argument("--min-length", type=non_negative_int, default=options.DEFAULT_MIN_LENGTH, metavar="BP",
-                   help="records shorter than BP bases are not chunked: records.tsv lists them as too_short "
-                        "(default 0: keep every record)")
     p.add_argument("--sample", metavar="ID", help="sample name, used in log messages")
     p.add_argument("--allow-empty", action="store_true",
                    help="a file without records (0 bytes) gives empty outputs and a warning, not an error (the "

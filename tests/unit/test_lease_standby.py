@@ -143,7 +143,9 @@ def test_embed_task_on_standby_builds_first_and_records_the_wait(tiny_models, tm
     import virnucpro.embed.engine  # noqa: F401
     import virnucpro.models.dnabert  # noqa: F401
 
-    holder = _task(tmp_path, "holder", -3.0)  # lets go 3 s after the embed task took the standby slot
+    # Lets go 12 s after the embed task took the standby slot: building and warming up the tiny models takes ~1 s
+    # alone, several on a loaded 2-core machine, and the test needs the task ready before the holder leaves.
+    holder = _task(tmp_path, "holder", -12.0)
     _wait_for(tmp_path, "holder", "start")
     monkeypatch.setenv("VIRNUCPRO_NUM_GPUS", "1")
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)

@@ -44,7 +44,7 @@ def prediction_lines(ids: Sequence[str], probs: np.ndarray) -> list[str]:
     probs = _check(ids, probs)
     labels = [LABELS[c] for c in np.argmax(probs, axis=1).tolist()]  # first maximum on ties, like torch.max
     # str() of the float32 scalars that iterating a float32 column yields: format_score's text without building
-    # a NumPy scalar from a Python float for each value (4x faster at a million frames).
+    # a NumPy scalar from a Python float for each value (1.6x faster, measured on 340K frames).
     others, virus = map(str, probs[:, 0]), map(str, probs[:, 1])
     return [f"{i}\t{c}\t{p}\t{v}\n" for i, c, p, v in zip(ids, labels, others, virus)]
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from virnucpro.classify.outputs import (
-    format_score, read_predictions, write_highestscore, write_prediction_results,
+    format_score, prediction_lines, read_predictions, write_highestscore, write_prediction_results,
 )
 from virnucpro.classify.predict import predict_probs
 from virnucpro.cli import main
@@ -43,6 +43,20 @@ def test_scores_are_written_as_numpy_float32_str():
     assert format_score(x[1]) == str(x[1])
     assert float(np.float32(format_score(x[1]))) == float(x[1])
     assert format_score(np.float32(1) / np.float32(3)) == "0.33333334"
+
+
+def test_prediction_lines_write_each_score_as_format_score_does():
+    # the file writer formats whole columns at once; its text must be format_score's for every value
+    rng = np.random.default_rng(3)
+    logits = rng.normal(0, 8, (5000, 2)).astype(np.float32)
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    edges = np.array([[0, 1], [1e-05, 0.99999], [1e-45, 1], [0.5, 0.5], [0.0001, 0.9999]], np.float32)
+    probs = np.concatenate([(e / e.sum(axis=1, keepdims=True)).astype(np.float32), edges])
+    ids = [f"s{k}_chunk_1F1" for k in range(len(probs))]
+    expected = [f"{i}\t{'virus' if p[1] > p[0] else 'others'}\t{format_score(float(p[0]))}\t"
+                f"{format_score(float(p[1]))}\n" for i, p in zip(ids, probs)]
+    assert prediction_lines(ids, probs) == expected
+    assert "1e-05" in expected[-4] and "\t0.5\t0.5\n" in expected[-2]
 
 
 def test_highestscore_file(tmp_path):

@@ -251,14 +251,14 @@ def _chunks(rec: rollup.PreprocessRecord, result: rollup.RecordResult, candidate
     if not rec.n_chunks:
         return []
     if rec.n_chunks == 1:  # the whole record, whatever the chunk length (most reads)
-        bounds = {((1, rec.length),)}
+        chunks = [regions.Chunk(1, 1, rec.length)]
     else:
         bounds = {tuple(regions.chunk_bounds(rec.length, rec.n_chunks, c)) for c in candidates}
-    if len(bounds) != 1:
-        raise InputError(records_path, f"line {rec.line}: the chunk coordinates of record {rec.record_id!r} "
-                         f"depend on the chunk length ({' or '.join(map(str, sorted(candidates)))} bp): give "
-                         "--chunk-length")
-    chunks = [regions.Chunk(j, start, end) for j, (start, end) in enumerate(next(iter(bounds)), start=1)]
+        if len(bounds) != 1:
+            raise InputError(records_path, f"line {rec.line}: the chunk coordinates of record {rec.record_id!r} "
+                             f"depend on the chunk length ({' or '.join(map(str, sorted(candidates)))} bp): give "
+                             "--chunk-length")
+        chunks = [regions.Chunk(j, start, end) for j, (start, end) in enumerate(next(iter(bounds)), start=1)]
     for number, (p_others, p_virus, n_frames) in result.chunk_best.items():
         c = chunks[number - 1]
         c.max_p_others, c.max_p_virus, c.n_frames = p_others, p_virus, n_frames

@@ -37,7 +37,7 @@ _SEQID_SAFE = re.compile(r"[^a-zA-Z0-9.:^*$@!+_?\-|]")
 _ATTRIBUTE_UNSAFE = re.compile(r"[\x00-\x1f\x7f%;=&,]")
 
 
-@dataclass
+@dataclass(slots=True)  # one or more per input record
 class Chunk:
     number: int  # 1-based
     start: int  # 1-based, inclusive
@@ -54,7 +54,7 @@ class Chunk:
         return 0.5 + (self.max_p_virus - self.max_p_others) / 2
 
 
-@dataclass
+@dataclass(slots=True)  # one or more per input record
 class Region:
     record_id: str
     index: int  # 1-based, in order along the record

@@ -44,7 +44,7 @@ MISSING = "NA"
 SHOW_IDS = 5  # ids named in an error message before "... and N more"
 
 
-@dataclass
+@dataclass(slots=True)  # a million of them are made per pass over a read sample's table
 class PreprocessRecord:
     line: int
     record_id: str
@@ -54,7 +54,7 @@ class PreprocessRecord:
     status: str
 
 
-@dataclass
+@dataclass(slots=True)
 class RecordResult:
     record: PreprocessRecord
     n_chunks_scored: int = 0
@@ -188,16 +188,15 @@ def read_preprocess_records(path: str | os.PathLike) -> Iterator[PreprocessRecor
         missing = [c for c in PREPROCESS_COLUMNS if c not in header]
         if missing:
             raise InputError(path, f"not a preprocess records.tsv: no {missing[0]!r} column")
-        col = {c: header.index(c) for c in PREPROCESS_COLUMNS}
+        id_col, length_col, chunks_col, frames_col, status_col = (header.index(c) for c in PREPROCESS_COLUMNS)
+        width = len(header)
         for line, text in enumerate(fh, start=2):
             cells = text.rstrip("\r\n").split("\t")
-            if len(cells) != len(header):
-                raise InputError(path, f"line {line}: {len(cells)} fields, the header has {len(header)}")
+            if len(cells) != width:
+                raise InputError(path, f"line {line}: {len(cells)} fields, the header has {width}")
             try:
-                yield PreprocessRecord(
-                    line, cells[col["record_id"]], int(cells[col["length"]]), int(cells[col["n_chunks"]]),
-                    int(cells[col["n_frames"]]), cells[col["status"]],
-                )
+                yield PreprocessRecord(line, cells[id_col], int(cells[length_col]), int(cells[chunks_col]),
+                                       int(cells[frames_col]), cells[status_col])
             except ValueError:
                 raise InputError(path, f"line {line}: length, n_chunks and n_frames must be integers") from None
 

@@ -205,7 +205,7 @@ class EmbeddingEngine:
         """Token budgets from the memory free now (again by a standby once the previous task left the GPU)."""
         self.budgets = [self._initial_budget(e, self.memory_fraction) for e in self.encoders]
         for e, b in zip(self.encoders, self.budgets):
-            log.info("%s encoder: token budget %d per batch", e.field, b)
+            log.info("%s encoder: token budget %d per batch", e.name, b)
 
     def _initial_budget(self, enc: Encoder, memory_fraction: float) -> int:
         if enc.token_budget:

@@ -85,7 +85,7 @@ class GpuLease:
             return 0.0
         start = time.monotonic()
         while True:
-            fd = _try_lock(self.lock_path.parent, self.physical_id)
+            fd = _try_lock(self.lock_path)
             if fd is not None:
                 break
             if time.monotonic() >= self._locks.deadline:
@@ -163,17 +163,14 @@ def _open_lock(path: Path) -> int:
     return fd
 
 
-def _lock_path(lease_dir: Path, gpu: str) -> Path:
-    return lease_dir / f"gpu{gpu.replace('/', '_')}.lock"  # MIG ids hold slashes
+def _lock_path(lease_dir: Path, gpu: str, slot: str = "") -> Path:
+    """`gpu<id>.lock`, the device's active lock, or with slot="standby" `gpu<id>.standby.lock`."""
+    return lease_dir / f"gpu{gpu.replace('/', '_')}{'.' + slot if slot else ''}.lock"  # MIG ids hold slashes
 
 
-def _standby_path(lease_dir: Path, gpu: str) -> Path:
-    return lease_dir / f"gpu{gpu.replace('/', '_')}.standby.lock"
-
-
-def _try_lock(lease_dir: Path, gpu: str, path: Path | None = None) -> int | None:
-    """An open descriptor holding `gpu<id>.lock` (or `path`), or None when another process holds it."""
-    fd = _open_lock(path or _lock_path(lease_dir, gpu))
+def _try_lock(path: Path) -> int | None:
+    """An open descriptor holding the lock file `path`, or None when another process holds it."""
+    fd = _open_lock(path)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return fd
@@ -187,10 +184,10 @@ def _try_lock(lease_dir: Path, gpu: str, path: Path | None = None) -> int | None
 def _take_active(lease_dir: Path, candidates: list[str]) -> tuple[str | None, int | None]:
     """The first free device whose standby slot is empty too: a device's own standby goes first."""
     for gpu in candidates:
-        fd = _try_lock(lease_dir, gpu)
+        fd = _try_lock(_lock_path(lease_dir, gpu))
         if fd is None:
             continue
-        probe = _try_lock(lease_dir, gpu, _standby_path(lease_dir, gpu))
+        probe = _try_lock(_lock_path(lease_dir, gpu, "standby"))
         if probe is None:  # a task stands by for this device: leave it the device
             os.close(fd)
             continue
@@ -201,7 +198,7 @@ def _take_active(lease_dir: Path, candidates: list[str]) -> tuple[str | None, in
 
 def _take_standby(lease_dir: Path, candidates: list[str]) -> tuple[str | None, int | None]:
     for gpu in candidates:
-        fd = _try_lock(lease_dir, gpu, _standby_path(lease_dir, gpu))
+        fd = _try_lock(_lock_path(lease_dir, gpu, "standby"))
         if fd is not None:
             return gpu, fd
     return None, None
@@ -285,7 +282,7 @@ def acquire_gpu(
     if locks.active is not None:
         log.info("leased GPU %s (%s, lock %s)", gpu, source, _lock_path(lease_dir, gpu))
     else:
-        log.info("GPU %s busy: standing by for it (%s, lock %s)", gpu, source, _standby_path(lease_dir, gpu))
+        log.info("GPU %s busy: standing by for it (%s, lock %s)", gpu, source, _lock_path(lease_dir, gpu, "standby"))
     try:
         with visible_gpus(gpu):
             yield GpuLease(physical_id=gpu, source="lease", lock_path=_lock_path(lease_dir, gpu), _locks=locks)

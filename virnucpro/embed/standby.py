@@ -57,13 +57,18 @@ def room_to_stand_by(need: int) -> tuple[bool, str]:
     return True, f"{want / gib:.1f} GiB of {free / gib:.1f} GiB free"
 
 
+def _mark_active(times: dict) -> None:
+    """When the task got the device: a monotonic time for its own phases, a clock time to line tasks up."""
+    times["active_at"] = time.perf_counter()
+    times["active_at_epoch"] = time.time()
+
+
 def prepare(leased, model_paths, dtype_size: int, times: dict) -> None:
     """Right after the lease: a standby decides whether it may build on the busy device; if not, it waits for the
     device here (first in line, holding nothing on it), as a task without a slot would."""
     times["standby_seconds"] = 0.0
     if not getattr(leased, "standby", False):
-        times["active_at"] = time.perf_counter()
-        times["active_at_epoch"] = time.time()
+        _mark_active(times)
         return
     fits, why = room_to_stand_by(model_bytes(model_paths, dtype_size))
     if fits:
@@ -71,8 +76,7 @@ def prepare(leased, model_paths, dtype_size: int, times: dict) -> None:
         return
     log.info("GPU %s busy and too little room to stand by (%s): waiting for it", leased.physical_id, why)
     times["lease_wait_seconds"] = times.get("lease_wait_seconds", 0.0) + leased.wait_active()
-    times["active_at"] = time.perf_counter()
-    times["active_at_epoch"] = time.time()
+    _mark_active(times)
 
 
 def warm_up(engine) -> float:
@@ -102,8 +106,7 @@ def until_active(leased, engine, times: dict) -> None:
     times["warmup_seconds"] = warm_up(engine)
     log.info("ready on standby (warm-up %.1f s): waiting for GPU %s", times["warmup_seconds"], leased.physical_id)
     waited = leased.wait_active()
-    times["active_at"] = time.perf_counter()
-    times["active_at_epoch"] = time.time()
+    _mark_active(times)
     times["standby_seconds"] = waited
     times["lease_wait_seconds"] = times.get("lease_wait_seconds", 0.0) + waited
     engine.size_budgets()

@@ -232,7 +232,7 @@ def _file_sample(location: str, schema: dict) -> tuple[Sample, list[str]]:
     rule = schema["items"]["properties"]["sample"]
     reserved = rule.get("not", {}).get("enum", [])
     problems = []
-    if not re.search(rule["pattern"], sample) or sample in reserved:
+    if _cell_problem("sample", sample, rule, Path.cwd()) is not None:  # the samplesheet's rule for the column
         problems.append(f"{shown_as}: '{sample}' (from the file name) cannot be a sample name: use letters, digits, "
                         f"'.', '_', '-' and not {' or '.join(reserved)}; rename the file or use a samplesheet")
     return Sample(sample, (shown_as,), ""), problems

@@ -95,11 +95,14 @@ def half_copy(model, dtype):
     return m.eval()
 
 
-def train_dna_tokenizer(vocab: int, seed: int):
+def train_dna_tokenizer(vocab: int, seed: int, corpus=None):
+    """A DNABERT-S-shaped BPE ([CLS] … [SEP]) of `vocab` tokens, trained on `corpus` (an iterable of DNA strings;
+    default: random sequences from `seed`). Also used by pipeline_gpu.py."""
     from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
 
-    rng = random.Random(seed)
-    corpus = ["".join(rng.choice("ACGT") for _ in range(500)) for _ in range(3000)]
+    if corpus is None:
+        rng = random.Random(seed)
+        corpus = ["".join(rng.choice("ACGT") for _ in range(500)) for _ in range(3000)]
     tok = Tokenizer(models.BPE(unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     specials = ["[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]"]

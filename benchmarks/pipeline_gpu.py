@@ -185,19 +185,11 @@ def _randomize(model, seed):
 
 
 def _train_tokenizer(vocab: int, seed: int):
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
+    """The BPE trained on a synthetic 3 Mb genome in 1 kb pieces (no real genome can be fetched on the GPU machine)."""
+    from embed_benchmark import train_dna_tokenizer  # benchmarks/ is this script's directory, so on sys.path
 
-    rng = np.random.default_rng(seed)
-    g = genome(3_000_000, rng).tobytes().decode()
-    corpus = (g[i:i + 1000] for i in range(0, len(g), 1000))
-    tok = Tokenizer(models.BPE(unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    specials = ["[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]"]
-    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=vocab, special_tokens=specials,
-                                                        initial_alphabet=list("ACGT"), show_progress=False))
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", 1), ("[SEP]", 2)])
-    return tok
+    g = genome(3_000_000, np.random.default_rng(seed)).tobytes().decode()
+    return train_dna_tokenizer(vocab, seed, (g[i:i + 1000] for i in range(0, len(g), 1000)))
 
 
 # ------------------------------------------------------------------------------------------------ the run

@@ -1,6 +1,6 @@
 /*
- * VIRNUCPRO: per sample [POOL_MATES, paired reads only] -> PREPROCESS -> SHARD -> EMBED (per shard, GPU) -> CLASSIFY
- * (per shard) -> AGGREGATE, then one REPORT over all samples and MULTIQC over the report's MultiQC files and the
+ * VIRNUCPRO: per sample [POOL_MATES, paired reads only] -> PREPROCESS -> SHARD -> EMBED (per shard: GPU embedding,
+ * then the classifier's scores) -> AGGREGATE, then one REPORT over all samples and MULTIQC over the report's MultiQC files and the
  * software versions, with PROVENANCE (model checks and checksums, precision) once per run, before any EMBED: EMBED
  * takes its record, so a wrong model stops the run before GPU work. Shards are
  * contiguous slices of a sample's frames, so putting the shard predictions back in shard-name order restores
@@ -10,7 +10,6 @@
 include { PREPROCESS } from '../modules/local/preprocess'
 include { SHARD      } from '../modules/local/shard'
 include { EMBED      } from '../modules/local/embed'
-include { CLASSIFY   } from '../modules/local/classify'
 include { AGGREGATE  } from '../modules/local/aggregate'
 include { REPORT     } from '../modules/local/report'
 include { PROVENANCE } from '../modules/local/provenance'
@@ -51,12 +50,10 @@ workflow VIRNUCPRO {
         shards.collect { shard -> [meta + [shard: shard.baseName, n_shards: shards.size()], shard] }
     }
 
-    EMBED(ch_shards, esm_model, dnabert_model, checkpoint_dir, PROVENANCE.out.provenance)
+    EMBED(ch_shards, esm_model, dnabert_model, classifier, checkpoint_dir, PROVENANCE.out.provenance)
 
-    CLASSIFY(EMBED.out.features, classifier)
-
-    // Back to one item per sample, as soon as its last shard is classified, shard predictions in shard order.
-    ch_predictions = CLASSIFY.out.predictions
+    // Back to one item per sample, as soon as its last shard is scored, shard predictions in shard order.
+    ch_predictions = EMBED.out.predictions
         .map { meta, predictions -> [groupKey(sampleMeta(meta), meta.n_shards), predictions] }
         .groupTuple()
         .map { key, predictions -> [key.getGroupTarget(), predictions.sort(false, shardOrder())] }
@@ -81,11 +78,14 @@ workflow VIRNUCPRO {
     // Publishing: each sample's folder, then the report, as one finished unit each (`virnucpro publish`,
     // docs/output.md "Complete or absent"). Done here rather than by publishDir, which copies file by file; it
     // runs on every run, -resume included, so a deleted or partial folder is restored from the cached tasks.
-    ch_embed_files = EMBED.out.summary
-        .join(EMBED.out.features)
+    // Features exist only with --save_features: each shard then has one, and the join pairs them up.
+    ch_embed_outputs = params.save_features
+        ? EMBED.out.summary.join(EMBED.out.features)
+        : EMBED.out.summary.map { meta, summary -> [meta, summary, null] }
+    ch_embed_files = ch_embed_outputs
         .map { meta, summary, features ->
             def files = [["embed/${summary.name}", summary]]
-            if (params.save_features) {
+            if (features) {
                 files << ["features/${features.name}", features]
             }
             [groupKey(sampleMeta(meta), meta.n_shards), files]

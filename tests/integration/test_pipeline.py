@@ -170,7 +170,7 @@ def test_report_and_pipeline_info(test_run):
         assert len(list(info.glob(pattern))) == 1, pattern
     trace = next(info.glob("execution_trace_*.txt")).read_text().splitlines()
     processes = {line.split("\t")[3].split(" (")[0].split(":")[-1] for line in trace[1:]}
-    assert processes == {"PREPROCESS", "SHARD", "EMBED", "CLASSIFY", "AGGREGATE", "REPORT", "PROVENANCE", "MULTIQC"}
+    assert processes == {"PREPROCESS", "SHARD", "EMBED", "AGGREGATE", "REPORT", "PROVENANCE", "MULTIQC"}
     params = json.loads((info / "params.json").read_text())
     assert params["chunk_length"] == 300 and params["input"].endswith("samplesheet.csv")
     versions = (info / VERSIONS_FILE).read_text()

@@ -135,3 +135,19 @@ def test_features_whose_columns_are_not_the_classifier_input_are_refused():
     with pytest.raises(ValueError, match="feature columns are protein, nucleotide, the classifier takes nucleotide, "
                                          "protein"):
         predict_probs(MLPClassifier(5, 4, 2).eval(), feats)
+
+
+def test_scores_equal_the_classifier_on_the_whole_concatenation():
+    """Scoring batch by batch, columns put side by side per batch, gives exactly the classifier's output on the
+    columns concatenated whole (the way the original feeds it)."""
+    from virnucpro.models.classifier import MLPClassifier
+
+    torch.manual_seed(3)
+    clf = MLPClassifier(40, 16, 2).eval()
+    g = np.random.default_rng(4)
+    feats = Features([f"f{i}" for i in range(9000)], {"nucleotide": g.standard_normal((9000, 24), dtype=np.float32),
+                                                      "protein": g.standard_normal((9000, 16), dtype=np.float32)})
+    with torch.no_grad():
+        whole = np.concatenate([clf(torch.from_numpy(feats.concatenated()[i:i + 4096])).numpy()
+                                for i in range(0, 9000, 4096)])
+    assert np.array_equal(predict_probs(clf, feats), whole)

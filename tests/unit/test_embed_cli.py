@@ -64,6 +64,55 @@ def test_embed_summary_reports_the_run(shard, first_run):
         assert summary[field] is not None
 
 
+def test_embed_scores_its_frames_exactly_like_classify_on_its_features(tiny_models, shard, tmp_path):
+    """--classifier scores in the embed task: the same bytes `virnucpro classify` writes from the features file,
+    and without --out no features file is written at all."""
+    both = ("--token-budget", "300", "--classifier", str(tiny_models.classifier))
+    assert cli(tiny_models, shard[0], tmp_path / "f.npz", *both, "--predictions", str(tmp_path / "fused.tsv")) == 0
+    assert main(["classify", "--features", str(tmp_path / "f.npz"), "--classifier", str(tiny_models.classifier),
+                 "--out", str(tmp_path / "separate.tsv")]) == 0
+    fused = (tmp_path / "fused.tsv").read_bytes()
+    assert fused == (tmp_path / "separate.tsv").read_bytes()
+    assert fused.count(b"\n") == len(shard[1]) + 1
+
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    assert main(["embed", "--frames", str(shard[0]), "--esm-model", str(tiny_models.esm_pt), "--dnabert-model",
+                 str(tiny_models.dnabert), "--device", "cpu", "--precision", "fp32", *both, "--predictions",
+                 str(alone / "p.tsv"), "--summary", str(alone / "s.json")]) == 0
+    assert (alone / "p.tsv").read_bytes() == fused
+    assert sorted(f.name for f in alone.iterdir()) == ["p.tsv", "s.json"]
+    summary = json.loads((alone / "s.json").read_text())
+    assert summary["output"] is None and summary["predictions"] == str(alone / "p.tsv")
+    assert summary["classify_seconds"] > 0
+
+
+def test_a_classifier_that_does_not_fit_the_encoders_is_refused_before_embedding(tiny_models, shard, tmp_path,
+                                                                                 capsys, monkeypatch):
+    import torch
+
+    from virnucpro.embed import run as embed_run
+    from virnucpro.models.classifier import MLPClassifier
+
+    wrong = tmp_path / "wrong.pth"
+    torch.save(MLPClassifier(81, 8, 2).state_dict(), wrong)
+    monkeypatch.setattr(embed_run, "run_embed", lambda *a, **k: pytest.fail("embedding started"))
+    assert cli(tiny_models, shard[0], tmp_path / "f.npz", "--classifier", str(wrong), "--predictions",
+               str(tmp_path / "p.tsv")) == 2
+    err = capsys.readouterr().err
+    assert str(wrong) in err and "takes 81 features" in err and "48 (DNABERT-S) + 32 (ESM-2)" in err
+    assert not list(tmp_path.glob("*.tsv")) and not list(tmp_path.glob("*.npz"))
+
+
+def test_embed_needs_something_to_write(tiny_models, shard, tmp_path, capsys):
+    base = ["embed", "--frames", str(shard[0]), "--esm-model", str(tiny_models.esm_pt), "--dnabert-model",
+            str(tiny_models.dnabert), "--device", "cpu"]
+    assert main(base) == 2
+    assert "nothing to write" in capsys.readouterr().err
+    assert main(base + ["--classifier", str(tiny_models.classifier)]) == 2
+    assert "--classifier and --predictions go together" in capsys.readouterr().err
+
+
 def test_resume_reuses_a_valid_part_and_gives_identical_output(tiny_models, shard, first_run, tmp_path):
     feats, _ = first_run
     ckpt = tmp_path / "ckpt"
@@ -159,3 +208,28 @@ def test_a_task_started_again_reuses_a_finished_attempts_output(tiny_models, sha
     assert cli(tiny_models, shard[0], tmp_path / "w3.npz", "--checkpoint-dir", str(ckpt), "--summary",
                str(tmp_path / "w3.json")) != 0
     assert len(embedded) == 2
+
+
+def test_a_finished_attempt_is_reused_with_its_predictions_and_only_for_the_same_classifier(tiny_models, shard,
+                                                                                           tmp_path, monkeypatch):
+    import shutil
+
+    from virnucpro.embed import run as embed_run
+
+    ckpt, first, again = tmp_path / "ckpt", tmp_path / "work1", tmp_path / "work2"
+    first.mkdir()
+    again.mkdir()
+
+    def task(workdir, classifier):
+        return main(["embed", "--frames", str(shard[0]), "--esm-model", str(tiny_models.esm_pt), "--dnabert-model",
+                     str(tiny_models.dnabert), "--device", "cpu", "--precision", "fp32", "--classifier",
+                     str(classifier), "--predictions", str(workdir / "p.tsv"), "--summary", str(workdir / "s.json"),
+                     "--checkpoint-dir", str(ckpt)])
+
+    assert task(first, tiny_models.classifier) == 0
+    monkeypatch.setattr(embed_run, "embed_shard", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("computed")))
+    assert task(again, tiny_models.classifier) == 0  # reused, not computed
+    assert (again / "p.tsv").read_bytes() == (first / "p.tsv").read_bytes()
+    other = tmp_path / "other_classifier.pth"
+    shutil.copyfile(tiny_models.classifier, other)
+    assert task(tmp_path, other) != 0  # another classifier file is another task: it computes

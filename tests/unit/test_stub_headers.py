@@ -21,7 +21,7 @@ EXPECTED = {
     ("aggregate", "aggregate/${meta.id}.chunks.tsv"): "\t".join(CHUNK_COLUMNS) + "\n",
     ("aggregate", "aggregate/${meta.id}.viral_regions.tsv"): "\t".join(REGION_COLUMNS) + "\n",
     ("aggregate", "aggregate/${meta.id}.viral_regions.gff3"): GFF_HEADER,
-    ("classify", "${prefix}.predictions.tsv"): "\t".join(PREDICTION_HEADER) + "\n",
+    ("embed", "${prefix}.predictions.tsv"): "\t".join(PREDICTION_HEADER) + "\n",
     ("preprocess", "preprocess/records.tsv"): RECORDS_HEADER,
     ("shard", "shards/shard_00000.tsv"): SHARD_HEADER + "\n",
 }

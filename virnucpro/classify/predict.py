@@ -23,11 +23,19 @@ def predict_probs(classifier, features: Features) -> np.ndarray:
     """
     if features.names != COLUMNS:  # the classifier was trained on these columns, side by side in this order
         raise ValueError(f"feature columns are {', '.join(features.names)}, the classifier takes {', '.join(COLUMNS)}")
-    x = features.concatenated()
-    if len(x) == 0:
+    columns = [features[name] for name in COLUMNS]
+    width = sum(c.shape[1] for c in columns)
+    if width != classifier.input_dim:
+        raise ValueError(f"features are {width} wide, the classifier expects {classifier.input_dim}")
+    if len(features) == 0:
         return np.zeros((0, 2), np.float32)
-    if x.shape[1] != classifier.input_dim:
-        raise ValueError(f"features are {x.shape[1]} wide, the classifier expects {classifier.input_dim}")
     classifier = classifier.float().eval()
-    out = [classifier(torch.from_numpy(x[i:i + BATCH])).numpy() for i in range(0, len(x), BATCH)]
+    # The columns are put side by side one batch at a time: a whole shard's concatenation would be a second copy
+    # of its features (4.5 GB at 340K frames) in the embed task's memory.
+    out = [classifier(torch.from_numpy(_side_by_side(columns, i, i + BATCH))).numpy()
+           for i in range(0, len(features), BATCH)]
     return np.concatenate(out).astype(np.float32, copy=False)
+
+
+def _side_by_side(columns, start: int, end: int) -> np.ndarray:
+    return np.concatenate([c[start:end] for c in columns], axis=1).astype(np.float32, copy=False)

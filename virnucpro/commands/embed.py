@@ -1,4 +1,5 @@
-"""`virnucpro embed`: one shard of frames → one features npz (DNABERT-S and ESM-2 mean embeddings)."""
+"""`virnucpro embed`: one shard of frames → its predictions TSV (with --classifier) and/or its features npz
+(DNABERT-S and ESM-2 mean embeddings)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,11 @@ def add_arguments(p) -> None:
     p.add_argument("--frames", required=True, help="shard TSV (frame_id, nucleotide, protein)")
     p.add_argument("--esm-model", required=True, help="ESM-2 3B: fair-esm .pt file or HF model directory")
     p.add_argument("--dnabert-model", required=True, help="DNABERT-S HF model directory (with tokenizer.json)")
-    p.add_argument("--out", required=True, help="features .npz to write")
+    p.add_argument("--out", default=None, help="features .npz to write (default: none kept)")
+    p.add_argument("--classifier", default=None, help="300_model.pth / 500_model.pth: score the frames")
+    p.add_argument("--predictions", default=None,
+                   help="predictions TSV to write with --classifier (the columns of prediction_results.txt, "
+                        "input order)")
     p.add_argument("--precision", choices=options.PRECISIONS, default=options.DEFAULT_PRECISION,
                    help="GPU compute precision; fp32 is the validation mode (the CPU always uses fp32)")
     p.add_argument("--device", choices=options.DEVICES, default=options.DEFAULT_DEVICE,
@@ -38,8 +43,12 @@ def run(args) -> int:
     from virnucpro.embed.failures import raise_on_sigterm, report_failure
     from virnucpro.embed.lease import parse_gpu_list
     from virnucpro.embed.run import embed_shard
-    from virnucpro.errors import VirnucproError
+    from virnucpro.errors import OptionError, VirnucproError
 
+    if (args.classifier is None) != (args.predictions is None):
+        raise OptionError("classifier", "--classifier and --predictions go together")
+    if args.out is None and args.predictions is None:
+        raise OptionError("out", "nothing to write: give --out (features) and/or --classifier with --predictions")
     gpus = parse_gpu_list(args.gpus) if args.gpus else None
     raise_on_sigterm()
     finished = _finished_task(args)
@@ -51,7 +60,7 @@ def run(args) -> int:
             precision=args.precision, checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.checkpoint_every,
             gpus=gpus, lease_dir=args.lease_dir, token_budget=args.token_budget, summary_path=args.summary,
             workers=args.workers, compile=False if args.no_compile else None, model_check=args.model_check,
-            compile_cache=args.compile_cache,
+            compile_cache=args.compile_cache, classifier=args.classifier, predictions_path=args.predictions,
         )
     except VirnucproError as exc:
         report_failure(exc)
@@ -71,8 +80,9 @@ class _FinishedTask:
 
         self.module = finished
         self.dir = args.checkpoint_dir
-        self.outputs = {"features": args.out, **({"summary": args.summary} if args.summary else {})}
-        self.digest = finished.task_digest(args.frames, args.esm_model, args.dnabert_model,
+        wanted = {"features": args.out, "predictions": args.predictions, "summary": args.summary}
+        self.outputs = {role: path for role, path in wanted.items() if path}
+        self.digest = finished.task_digest(args.frames, [args.esm_model, args.dnabert_model, args.classifier],
                                            {"precision": args.precision, "device": args.device})
 
     def reuse(self) -> bool:

@@ -1,7 +1,7 @@
 """`virnucpro predict`: the whole computation on one machine, without Nextflow.
 
 The same package functions as the pipeline, one after the other: preprocess_file → frames TSV → embed_shard
-(engine, checkpoints off) → predict_probs → aggregate_sample, which writes the original's two result files and the
+(engine and classifier, checkpoints off) → aggregate_sample, which writes the original's two result files and the
 per-record table, viral FASTA and summary JSON. Intermediate files stay in OUTDIR/intermediate/.
 """
 
@@ -35,14 +35,10 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from virnucpro.classify.outputs import write_prediction_results
-    from virnucpro.classify.predict import predict_probs
     from virnucpro.embed.run import embed_shard
     from virnucpro.errors import InputError
-    from virnucpro.io.features import load_features
     from virnucpro.io.frames import read_frame_pair, write_frames_tsv
     from virnucpro.models.check import check_models, print_problems
-    from virnucpro.models.classifier import load_classifier
     from virnucpro.preprocess.run import preprocess_file
     from virnucpro.report.aggregate import aggregate_sample
 
@@ -52,7 +48,6 @@ def run(args) -> int:
     check = check_models(args.esm_model, args.dnabert_model, args.classifier, args.chunk_length)
     if not check.ok:
         return print_problems(check)
-    classifier = load_classifier(args.classifier)
     work = args.outdir / "intermediate"
     pre = work / "preprocess"
     preprocess_file(args.input, args.chunk_length, pre)
@@ -60,21 +55,14 @@ def run(args) -> int:
     n = write_frames_tsv(frames_tsv, read_frame_pair(pre / "identified_nucleotide.fa",
                                                      pre / "identified_protein.faa"))
     log.info("%d frames to embed", n)
-    features_path = work / "features.npz"
-    embed_shard(frames_tsv, features_path, esm_model=args.esm_model, dnabert_model=args.dnabert_model,
-                device=args.device, precision=args.precision, token_budget=args.token_budget,
-                summary_path=work / "embed_summary.json")
-    features = load_features(features_path)
-    try:
-        probs = predict_probs(classifier, features)
-    except ValueError as exc:
-        raise InputError(args.classifier, f"{exc} (classifier and embedding models do not fit together)") from None
     predictions = work / "predictions.tsv"
-    write_prediction_results(predictions, features.ids, probs)
+    embed_shard(frames_tsv, None, esm_model=args.esm_model, dnabert_model=args.dnabert_model,
+                device=args.device, precision=args.precision, token_budget=args.token_budget,
+                summary_path=work / "embed_summary.json", classifier=args.classifier, predictions_path=predictions)
     sample = args.sample or _stem(args.input)
     aggregate_sample(sample, [predictions], pre / "records.tsv", args.input, args.threshold, args.outdir,
                      chunk_length=args.chunk_length, shard_paths=[frames_tsv])
-    print(f"{len(features)} frame(s) scored → {args.outdir / 'prediction_results.txt'}")
+    print(f"{n} frame(s) scored → {args.outdir / 'prediction_results.txt'}")
     return 0
 
 

@@ -7,8 +7,8 @@ writes a small record under ``<checkpoint dir>/finished/`` naming its outputs (p
 the outputs are complete. A later task with the same inputs finds the record, checks the files are still exactly
 those bytes, and copies them instead of computing; anything missing or different and it computes as usual.
 
-The record's name is a digest of what makes the task: the shard's content, each model's resolved path, size and
-modification time, and the options that change the numbers (precision, device) and the code version. Cheap to
+The record's name is a digest of what makes the task: the shard's content, each model's (the classifier's too)
+resolved path, size and modification time, and the options that change the numbers (precision, device) and the code version. Cheap to
 compute (no model hashing), and a changed model file changes it.
 """
 
@@ -44,11 +44,11 @@ def _model_stat(path) -> list:
     return [[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
 
 
-def task_digest(frames_path, esm_model, dnabert_model, settings: dict) -> str:
+def task_digest(frames_path, models, settings: dict) -> str:
+    """`models`: the task's model paths in a fixed order (None for one it does not use)."""
     identity = {
         "frames_sha256": _sha256(Path(frames_path)),
-        "esm_model": _model_stat(esm_model),
-        "dnabert_model": _model_stat(dnabert_model),
+        "models": [None if m is None else _model_stat(m) for m in models],
         "settings": settings,
         "virnucpro": __version__,
     }
@@ -92,6 +92,5 @@ def reuse(checkpoint_dir, digest: str, outputs: dict[str, str]) -> bool:
     for role, saved in entry.items():
         with open(saved["path"], "rb") as src, atomic_open(outputs[role], "wb") as dst:
             shutil.copyfileobj(src, dst, _BLOCK)
-    log.info("reusing the finished output of an earlier attempt of this task (%s)", entry["features"]["path"]
-             if "features" in entry else record)
+    log.info("reusing the finished outputs of an earlier attempt of this task (%s)", record)
     return True

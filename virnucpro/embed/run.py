@@ -1,8 +1,9 @@
-"""Embed one shard: lease a GPU, load the encoders once, run the engine part by part with checkpoints, write npz.
+"""Embed one shard: lease a GPU, load the encoders once, run the engine part by part with checkpoints, then
+score the frames with the classifier and write the predictions (and, when asked, the features npz).
 
 Three steps: `prepare` (before the lease), `resolve_settings` (device, effective precision, compile, workers:
 once, after the lease and before the checkpoint key), `run_embed` (models onto the device, `resume_parts`, the
-engine, the output). `embed_shard` chains them; an `EmbedJob` holds what was asked for.
+engine, the scores, the outputs). `embed_shard` chains them; an `EmbedJob` holds what was asked for.
 
 The order matters: the GPU lease sets CUDA_VISIBLE_DEVICES, so it is taken before anything initialises CUDA;
 the loader workers are spawned with CUDA hidden; only then are the models moved to the device.
@@ -12,6 +13,10 @@ model checksums for the checkpoint key (from the run's model check, else hashed 
 checkpoint (names and shapes; the tensors stay memory-mapped, unread) and its tokenizer. A task queued for a
 GPU therefore holds no model in host memory. After the lease the weights go from the file to the GPU tensor by tensor in the
 compute dtype (no fp32 host copy), which is quick enough to do there.
+
+The classifier scores the features in the same process, after the GPU is handed back: a shard's features (13 KB
+a frame, 4.5 GB for 340K frames) then never go through a file unless the user keeps them, and the run's last
+shard is scored seconds after its last batch instead of after a 4.5 GB write and a separate task's read.
 """
 
 from __future__ import annotations
@@ -118,7 +123,9 @@ def embed_shard(frames_path, out_path, *, esm_model, dnabert_model, device=optio
                 precision=options.DEFAULT_PRECISION, checkpoint_dir=None,
                 checkpoint_every=options.DEFAULT_CHECKPOINT_EVERY, gpus=None, lease_dir=None, token_budget=None,
                 summary_path=None, workers=None, compile=None, model_check=None, compile_cache=None,
-                dedup=True) -> dict:
+                dedup=True, classifier=None, predictions_path=None) -> dict:
+    """`out_path`: the features npz, or None to keep no features; `classifier` + `predictions_path`: score the
+    frames and write their predictions TSV (at least one of the two outputs is needed)."""
     from virnucpro.embed import lease as gpu_lease
     from virnucpro.embed import standby
 
@@ -126,10 +133,14 @@ def embed_shard(frames_path, out_path, *, esm_model, dnabert_model, device=optio
     options.require_choice("device", device, options.DEVICES)
     options.require_at_least("checkpoint_every", checkpoint_every, 1)
     options.require_at_least("token_budget", token_budget, 1)
+    if (classifier is None) != (predictions_path is None):
+        raise ValueError("a classifier and a predictions path go together")
+    if out_path is None and predictions_path is None:
+        raise ValueError("nothing to write: give a features path, or a classifier and a predictions path")
     job = EmbedJob(frames_path, out_path, model_paths(esm_model, dnabert_model), precision=precision,
                    checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, token_budget=token_budget,
                    summary_path=summary_path, workers=workers, compile=compile, model_check=model_check,
-                   compile_cache=compile_cache, dedup=dedup)
+                   compile_cache=compile_cache, dedup=dedup, classifier=classifier, predictions_path=predictions_path)
     prepared = prepare(job)
 
     if device == "cpu":
@@ -155,7 +166,7 @@ class EmbedJob:
     """One shard's embed task as asked for (embed_shard's arguments, checked)."""
 
     frames_path: str | os.PathLike
-    out_path: str | os.PathLike
+    out_path: str | os.PathLike | None  # the features npz; None: not kept
     model_paths: dict  # encoder name → model file (models/encoders.py)
     precision: str = options.DEFAULT_PRECISION  # as requested; the CPU computes in fp32 whatever this says
     checkpoint_dir: str | os.PathLike | None = None
@@ -167,6 +178,8 @@ class EmbedJob:
     model_check: str | os.PathLike | None = None
     compile_cache: str | os.PathLike | None = None
     dedup: bool = True
+    classifier: str | os.PathLike | None = None  # scores the frames into predictions_path
+    predictions_path: str | os.PathLike | None = None
 
 
 @dataclass
@@ -181,6 +194,7 @@ class Prepared:
     compile_cache: str | None
     times: dict
     t_start: float
+    classifier: object | None = None  # models/classifier.py MLPClassifier, checked against the encoders' widths
 
 
 @dataclass(frozen=True)
@@ -212,6 +226,7 @@ def prepare(job: EmbedJob) -> Prepared:
         opened[spec.name] = spec.open(job.model_paths[spec.name])
         tokenizers[spec.name] = spec.tokenizer(job.model_paths[spec.name])
     times["model_open_seconds"] = time.perf_counter() - t
+    classifier = _open_classifier(job.classifier, opened) if job.classifier else None
     digests = None
     if job.checkpoint_dir:
         t = time.perf_counter()
@@ -222,7 +237,21 @@ def prepare(job: EmbedJob) -> Prepared:
                     # Each distinct sequence embedded once, copied to the rest; worked out before the lease (~2 s
                     # for 400K frames) so the GPU does not wait for it.
                     ShardDedup(frames) if job.dedup else None,
-                    use_compile_cache(job.compile_cache), times, t_start)
+                    use_compile_cache(job.compile_cache), times, t_start, classifier)
+
+
+def _open_classifier(path, opened: Mapping):
+    """The classifier, refused before any GPU work when its input is not the encoders' features side by side."""
+    from virnucpro.models.classifier import load_classifier
+    from virnucpro.models.encoders import ENCODERS
+
+    classifier = load_classifier(path)
+    widths = {spec.label: spec.width(opened[spec.name]) for spec in ENCODERS}
+    if classifier.input_dim != sum(widths.values()):
+        raise InputError(path, f"takes {classifier.input_dim} features, but the embedding models give "
+                               + " + ".join(f"{w} ({label})" for label, w in widths.items())
+                               + " (classifier and embedding models do not fit together)")
+    return classifier
 
 
 def resolve_settings(job: EmbedJob, leased) -> EmbedSettings:
@@ -298,9 +327,21 @@ def _load_models(opened: dict, device, dtype) -> tuple[dict, float]:
     return models, time.perf_counter() - t
 
 
+def _score(classifier, features, predictions_path) -> float | None:
+    """Score `features` and write the predictions TSV; the seconds it took, or None without a classifier."""
+    if classifier is None:
+        return None
+    from virnucpro.classify.outputs import write_prediction_results
+    from virnucpro.classify.predict import predict_probs
+
+    t = time.perf_counter()
+    write_prediction_results(predictions_path, features.ids, predict_probs(classifier, features))
+    return time.perf_counter() - t
+
+
 def run_embed(job: EmbedJob, prepared: Prepared, settings: EmbedSettings, leased=None, release_gpu=None) -> dict:
     """Load the models onto the settings' device, embed the parts still to do part by part (checkpointing each),
-    write the features file and the summary."""
+    hand the GPU back, score the frames, write the predictions, the features file (if kept) and the summary."""
     import torch
 
     from virnucpro.embed import standby
@@ -382,8 +423,10 @@ def run_embed(job: EmbedJob, prepared: Prepared, settings: EmbedSettings, leased
         final = rows.features() if resume.parts else Features.empty(widths)
         if final.ids != ids:
             raise RuntimeError("embedded rows do not match the shard's frames")  # never write a wrong file
+        classify_seconds = _score(prepared.classifier, final, job.predictions_path)
         t = time.perf_counter()
-        save_features(job.out_path, final)
+        if job.out_path is not None:
+            save_features(job.out_path, final)
         write_seconds += time.perf_counter() - t
         if store is not None:
             store.remove()
@@ -395,7 +438,7 @@ def run_embed(job: EmbedJob, prepared: Prepared, settings: EmbedSettings, leased
     summary = telemetry.summary()
     summary.update({
         "frames_file": str(job.frames_path),
-        "output": str(job.out_path),
+        "output": None if job.out_path is None else str(job.out_path),
         "device": device_name or f"cpu ({platform.processor() or platform.machine()})",
         "gpu": settings.gpu,
         "precision": settings.precision,
@@ -413,6 +456,8 @@ def run_embed(job: EmbedJob, prepared: Prepared, settings: EmbedSettings, leased
         "compile_seconds": round(compile_seconds, 3),
         "compute_seconds": round(compute_seconds, 3),
         "write_seconds": round(write_seconds, 3),
+        "classify_seconds": None if classify_seconds is None else round(classify_seconds, 3),
+        "predictions": None if job.predictions_path is None else str(job.predictions_path),
         "peak_host_rss_bytes": peak_rss_bytes(),
         "host_rss_at_lease_bytes": times.get("host_rss_at_lease_bytes"),
         "total_seconds": round(time.perf_counter() - prepared.t_start, 3),

@@ -1,4 +1,6 @@
-// Embed one shard of frames: DNABERT-S (nucleotide) and ESM-2 (protein) mean-pooled features.
+// Embed one shard of frames, DNABERT-S (nucleotide) and ESM-2 (protein) mean-pooled features, and score them with
+// the VirNucPro classifier in the same task, once the GPU is handed back: per-frame predictions in input order.
+// The features (13 KB a frame) are written only when kept (ext.save_features, from --save_features).
 // Precision, device and GPU placement come through task.ext.args (conf/modules.config). The checkpoint directory
 // is a plain string outside the task directory: a retried or resumed task runs in a new work dir and must still
 // find it, and a staged `path` would put its changing content into the task hash. The run's model-check record
@@ -12,12 +14,14 @@ process EMBED {
     tuple val(meta), path(shard)
     path(esm_model, stageAs: 'models/esm/*')
     path(dnabert_model, stageAs: 'models/dnabert/*')
+    path(classifier, stageAs: 'models/classifier/*')
     val checkpoint_dir
     path(model_check, stageAs: 'model_check/*')
 
     output:
-    tuple val(meta), path("${prefix}.features.npz"), emit: features
-    tuple val(meta), path("${prefix}.embed.json")  , emit: summary
+    tuple val(meta), path("${prefix}.predictions.tsv"), emit: predictions
+    tuple val(meta), path("${prefix}.features.npz") , emit: features, optional: true
+    tuple val(meta), path("${prefix}.embed.json")   , emit: summary
     // Every `name: version` line of `virnucpro --versions` (python, torch, transformers, numpy); the workflow splits
     // them into one entry per tool. Runs in the task's environment, so it reports what the task imported.
     tuple val("${task.process}"), val('virnucpro --versions'), eval('virnucpro --versions'), topic: versions, emit: versions_python
@@ -28,12 +32,15 @@ process EMBED {
     script:
     def args = task.ext.args ?: ''
     prefix = task.ext.prefix ?: "${meta.id}.${meta.shard}"
+    def features = task.ext.save_features ? "--out ${prefix}.features.npz" : ''
     """
     virnucpro embed \\
         --frames ${shard} \\
         --esm-model ${esm_model} \\
         --dnabert-model ${dnabert_model} \\
-        --out ${prefix}.features.npz \\
+        --classifier ${classifier} \\
+        --predictions ${prefix}.predictions.tsv \\
+        ${features} \\
         --summary ${prefix}.embed.json \\
         --checkpoint-dir '${checkpoint_dir}/${meta.id}' \\
         --model-check ${model_check} \\
@@ -44,7 +51,8 @@ process EMBED {
     stub:
     prefix = task.ext.prefix ?: "${meta.id}.${meta.shard}"
     """
-    touch ${prefix}.features.npz
+    printf 'Sequence_ID\\tPrediction\\tscore1\\tscore2\\n' > ${prefix}.predictions.tsv
+    ${task.ext.save_features ? "touch ${prefix}.features.npz" : ''}
     echo '{}' > ${prefix}.embed.json
     """
 }

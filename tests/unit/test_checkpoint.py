@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from virnucpro.embed.checkpoint import PartStore, cached_sha256, file_sha256, key_digest, model_checksum, shard_key
+from virnucpro.embed.checkpoint import BackgroundParts, PartStore, cached_sha256, file_sha256, key_digest, model_checksum, shard_key
 from virnucpro.errors import RetryableError
 from virnucpro.io.features import Features
 
@@ -184,3 +184,59 @@ def test_model_directory_checksum_and_shard_key(tmp_path):
     before = model_checksum(d, tmp_path / "ckpt")
     (d / "config.json").write_text('{"a": 1}')
     assert model_checksum(d, tmp_path / "ckpt") != before
+
+
+def test_background_parts_are_whole_valid_parts_once_closed(tmp_path):
+    with PartStore(tmp_path, KEY) as store:
+        parts = BackgroundParts(store)
+        for index, start, end in store.plan(len(IDS), 5):
+            parts.write(index, feats(IDS[start:end], seed=index))
+        assert parts.close() is None
+        for index, start, end in store.plan(len(IDS), 5):
+            np.testing.assert_array_equal(store.load_valid(index, IDS[start:end])["protein"],
+                                          feats(IDS[start:end], seed=index)["protein"])
+    assert parts.seconds > 0
+
+
+class _SlowStore:
+    """A PartStore stand-in whose writes wait for the test, to see what waits for them."""
+
+    def __init__(self, fail_index=None):
+        import threading
+
+        self.go, self.ended, self.written, self.fail_index = threading.Event(), threading.Event(), [], fail_index
+
+    def write(self, index, part):
+        try:
+            self.go.wait(10)
+            if index == self.fail_index:
+                raise OSError(28, "No space left on device")
+            self.written.append(index)
+        finally:
+            self.ended.set()
+
+
+def test_background_parts_bound_what_waits_and_return_errors():
+    import threading
+
+    store = _SlowStore()
+    parts = BackgroundParts(store, pending=2)
+    parts.write(0, None)
+    parts.write(1, None)  # one being written, one waiting: the limit
+    third = threading.Thread(target=parts.write, args=(2, None))
+    third.start()
+    third.join(0.3)
+    assert third.is_alive()  # the caller waits for a free slot instead of queueing a third part
+    store.go.set()
+    third.join(10)
+    assert parts.close() is None and store.written == [0, 1, 2]
+
+    failing = _SlowStore(fail_index=0)
+    parts = BackgroundParts(failing)
+    parts.write(0, None)
+    failing.go.set()
+    assert failing.ended.wait(10)
+    time.sleep(0.05)  # the future records the exception just after the write returns
+    with pytest.raises(OSError, match="No space left"):
+        parts.write(1, None)  # the next write raises the failed part's error
+    assert isinstance(parts.close(), OSError) and failing.written == []

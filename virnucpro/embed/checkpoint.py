@@ -29,7 +29,9 @@ import json
 import logging
 import os
 import shutil
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -317,3 +319,45 @@ class PartStore:
         except OSError:
             pass
         self.release()
+
+
+class BackgroundParts:
+    """Writes a PartStore's parts on a thread of its own. A part is 133 MB at 10,000 frames and its write ends in
+    fsyncs, which can take seconds on a busy disk; written on the engine's writer thread, that stalls the batches
+    queued behind it and so the GPU. At most `pending` parts wait (the features are also held in the shard's
+    rows, so this bounds the extra memory); the first error is raised by the next `write`, returned by `close`."""
+
+    def __init__(self, store: PartStore, pending: int = 2):
+        self.store = store
+        self.seconds = 0.0  # spent writing, on the background thread
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="virnucpro-checkpoint")
+        self._slots = threading.BoundedSemaphore(pending)
+        self._futures: list = []
+
+    def write(self, index: int, feats: Features) -> None:
+        self._raise_first_error()
+        self._slots.acquire()
+        try:
+            self._futures.append(self._pool.submit(self._write, index, feats))
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def _write(self, index: int, feats: Features) -> None:
+        t = time.perf_counter()
+        try:
+            self.store.write(index, feats)
+        finally:
+            self.seconds += time.perf_counter() - t
+            self._slots.release()
+
+    def _raise_first_error(self) -> None:
+        for future in self._futures:
+            if future.done() and future.exception() is not None:
+                raise future.exception()
+
+    def close(self, cancel: bool = False) -> BaseException | None:
+        """Wait for the parts under way (`cancel`: drop those not started) and return the first write error."""
+        self._pool.shutdown(wait=True, cancel_futures=cancel)
+        return next((f.exception() for f in self._futures if not f.cancelled() and f.exception() is not None),
+                    None)

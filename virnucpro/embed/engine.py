@@ -14,7 +14,7 @@ Design points [ARCH-01..08, SAFE-01..05, PACK-02/03/06]:
   see no GPU: they only parse and tokenise. Only the main process pins memory and touches CUDA.
 - Pooling is two kernels per batch (index_add_ into per-sequence sums, divide by counts): no per-sequence Python
   loop and no `.item()`; `max_seqlen` comes from the host-side packing.
-- At most `in_flight` batches wait for the writer (a bounded queue): when it falls behind, the main loop blocks
+- At most `in_flight` (IN_FLIGHT) batches wait for the writer (a bounded queue): when it falls behind, the main loop blocks
   (backpressure) instead of queueing unbounded GPU work or host memory.
 - A CUDA out-of-memory error halves the token budget, re-packs the batch and retries in process; a single
   sequence that still does not fit raises RetryableError (exit 75).
@@ -47,6 +47,10 @@ DEFAULT_CPU_TOKEN_BUDGET = 8192
 MIN_TOKEN_BUDGET = 1024
 MAX_TOKEN_BUDGET = 65536  # larger rows barely help throughput (reference/LANDSCAPE.md §6.3) and cost latency
 TASK_SEQUENCES = 4096  # sequences per loader task: packing happens within a task's sequences
+# Batches queued for the writer before the main loop waits. Each holds only its pooled rows (pinned, B × width),
+# so a deeper queue is cheap; it has to cover the writer's work at the end of each part (copies for duplicates,
+# the shard's rows) while DNABERT-S batches of a few tens of milliseconds keep coming.
+IN_FLIGHT = 8
 _SDPA_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
 
@@ -173,7 +177,7 @@ class EmbeddingEngine:
     """Embeds frames part by part with every encoder. Models must already sit on `device` in their dtype."""
 
     def __init__(self, encoders: Sequence[Encoder], device: torch.device | str, *, workers: int = 2,
-                 in_flight: int = 3, telemetry: Telemetry | None = None, memory_fraction: float = 0.6):
+                 in_flight: int = IN_FLIGHT, telemetry: Telemetry | None = None, memory_fraction: float = 0.6):
         names = [e.name for e in encoders]
         if not names or len(set(names)) != len(names):
             raise ValueError(f"need at least one encoder and distinct names, got {names}")

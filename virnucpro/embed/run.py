@@ -345,7 +345,7 @@ def run_embed(job: EmbedJob, prepared: Prepared, settings: EmbedSettings, leased
     import torch
 
     from virnucpro.embed import standby
-    from virnucpro.embed.checkpoint import PartStore, key_from_digests
+    from virnucpro.embed.checkpoint import BackgroundParts, PartStore, key_from_digests
     from virnucpro.embed.dedup import FeatureRows
     from virnucpro.embed.engine import EmbeddingEngine
     from virnucpro.embed.packing import SequenceError
@@ -370,12 +370,13 @@ def run_embed(job: EmbedJob, prepared: Prepared, settings: EmbedSettings, leased
     telemetry = Telemetry(total_frames=len(frames), progress_every_s=30.0)
     rows = FeatureRows(len(frames))
     telemetry.dedup = dups.stats if dups else None
-    store = None
+    store = parts = None
     write_seconds = 0.0
     if job.checkpoint_dir:
         # The checksums were taken before the lease; the precision is the one actually computed.
         store = PartStore(job.checkpoint_dir,
                           key_from_digests(*prepared.digests, checkpoint_settings(settings.precision))).__enter__()
+        parts = BackgroundParts(store)
     try:
         ids = [f.id for f in frames]
         resume = resume_parts(store, ids, job.checkpoint_every, rows)
@@ -385,15 +386,12 @@ def run_embed(job: EmbedJob, prepared: Prepared, settings: EmbedSettings, leased
         todo = resume.todo
 
         def on_part(index, feats):
-            nonlocal write_seconds
             if dups is not None:
                 feats = dups.complete(starts[index], feats, rows)
                 telemetry.add_sequences_copied(dups.copies_in(starts[index], starts[index] + len(feats)))
-            t = time.perf_counter()
-            if store is not None:
-                store.write(index, feats)
+            if parts is not None:
+                parts.write(index, feats)
             rows.put(starts[index], feats)
-            write_seconds += time.perf_counter() - t
 
         encoders = build_encoders(models, prepared.tokenizers, job.token_budget)
         with EmbeddingEngine(encoders, dev, workers=settings.workers, telemetry=telemetry) as engine:
@@ -414,7 +412,7 @@ def run_embed(job: EmbedJob, prepared: Prepared, settings: EmbedSettings, leased
         device_name = torch.cuda.get_device_name(dev) if settings.cuda else None
         gpu_peak = int(torch.cuda.max_memory_allocated(dev)) if settings.cuda else None
         if release_gpu is not None:
-            # The GPU's work is done: free it for the next task, which loads its models while this one writes.
+            # The GPU's work is done: free it for the next task while this one scores and writes.
             del engine, encoders, models
             if settings.cuda:
                 torch.cuda.empty_cache()
@@ -429,9 +427,16 @@ def run_embed(job: EmbedJob, prepared: Prepared, settings: EmbedSettings, leased
             save_features(job.out_path, final)
         write_seconds += time.perf_counter() - t
         if store is not None:
+            # The shard's outputs are whole: parts not yet written are not needed, and their directory goes.
+            parts.close(cancel=True)
+            write_seconds += parts.seconds
+            parts = None
             store.remove()
             store = None
     finally:
+        if parts is not None:  # an error is on its way out; the parts under way are finished for a re-run
+            if (error := parts.close()) is not None:
+                log.warning("a checkpoint part could not be written either: %s", error)
         if store is not None:
             store.release()
 

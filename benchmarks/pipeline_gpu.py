@@ -413,8 +413,19 @@ def summarise(work: Path, trace_path: Path, dmon_log: Path, t0: float, t1: float
         "exposed_fixed_s": round(sum(t["exposed_s"] or 0 for t in tasks), 1),
         "tasks_on_standby": sum(1 for t in tasks if (t.get("standby_seconds") or 0) > 0),
         "task_seconds_by_step": {k: round(v, 1) for k, v in sorted(steps.items())},
+        "timeline": timeline(trace, t0),
         "tasks": sorted(tasks, key=lambda t: t["start"]),
     }
+
+
+def timeline(trace: list[dict], t0: float) -> list[list]:
+    """Each task's submit, start and end, in seconds since the run's command started (where a run's wall time
+    goes: Nextflow's start, the steps, the gaps between them)."""
+    rows = []
+    for r in trace:
+        marks = [int(r[k]) / 1000 - t0 if r.get(k, "-").isdigit() else None for k in ("submit", "start", "complete")]
+        rows.append([r["name"].removeprefix("VIRNUCPRO:"), *(None if m is None else round(m, 1) for m in marks)])
+    return sorted(rows, key=lambda row: row[1] if row[1] is not None else float("inf"))
 
 
 def markdown(r: dict) -> str:
@@ -438,6 +449,8 @@ def markdown(r: dict) -> str:
                      f"| {t.get('tree_rss_gb')} / {t.get('tree_pss_gb')} GB |")
     lines += ["", f"Duplicate work saved (share of tokens): {r.get('dedup_tokens_saved_fraction')}"]
     lines += ["", "Task seconds by step: " + ", ".join(f"{k} {v}" for k, v in r["task_seconds_by_step"].items()), ""]
+    lines += ["Timeline (s since the command started: submitted, started, ended): "
+              + "; ".join(f"{name} {a}/{b}/{c}" for name, a, b, c in r.get("timeline", [])), ""]
     return "\n".join(lines)
 
 

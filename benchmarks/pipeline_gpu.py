@@ -438,13 +438,15 @@ def markdown(r: dict) -> str:
              f"| {r['max_task_rss_gb']} GB | {r.get('max_task_pss_gb')} GB | {r.get('exposed_fixed_s')} s "
              f"| {r.get('tasks_on_standby')} |", "",
              "| task | frames | run time | compute | fixed (share of compute) | load | checksum | compile "
-             "| lease wait | write | classify | peak RSS | standby | lease → 1st batch | exposed | main RSS | tree RSS / PSS |",
+             "| lease wait | write | classify | peak RSS | standby | lease → 1st batch | exposed | main RSS "
+             "| tree RSS / PSS |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for t in r["tasks"]:
         lines.append(f"| {t['task']} | {t['frames']} | {t['realtime_s']} s | {t['compute_s']} s "
                      f"| {t['fixed_s']} s ({t['fixed_fraction']}) | {t['model_load_seconds']} "
                      f"| {t['model_checksum_seconds']} | {t['compile_seconds']} | {t['lease_wait_seconds']} "
-                     f"| {t['write_seconds']} | {t.get('classify_seconds')} | {t['peak_rss_gb']} GB | {t.get('standby_seconds')} "
+                     f"| {t['write_seconds']} | {t.get('classify_seconds')} | {t['peak_rss_gb']} GB "
+                     f"| {t.get('standby_seconds')} "
                      f"| {t.get('lease_to_first_batch_seconds')} | {t.get('exposed_s')} s | {t.get('main_rss_gb')} GB "
                      f"| {t.get('tree_rss_gb')} / {t.get('tree_pss_gb')} GB |")
     lines += ["", f"Duplicate work saved (share of tokens): {r.get('dedup_tokens_saved_fraction')}"]

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from virnucpro.embed.checkpoint import BackgroundParts, PartStore, cached_sha256, file_sha256, key_digest, model_checksum, shard_key
+from virnucpro.embed.checkpoint import (BackgroundParts, PartStore, cached_sha256, file_sha256, key_digest,
+                                       model_checksum, shard_key)
 from virnucpro.errors import RetryableError
 from virnucpro.io.features import Features
 

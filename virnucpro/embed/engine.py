@@ -14,8 +14,8 @@ Design points [ARCH-01..08, SAFE-01..05, PACK-02/03/06]:
   see no GPU: they only parse and tokenise. Only the main process pins memory and touches CUDA.
 - Pooling is two kernels per batch (index_add_ into per-sequence sums, divide by counts): no per-sequence Python
   loop and no `.item()`; `max_seqlen` comes from the host-side packing.
-- At most `in_flight` (IN_FLIGHT) batches wait for the writer (a bounded queue): when it falls behind, the main loop blocks
-  (backpressure) instead of queueing unbounded GPU work or host memory.
+- At most `in_flight` (IN_FLIGHT) batches wait for the writer (a bounded queue): when it falls behind, the main
+  loop blocks (backpressure) instead of queueing unbounded GPU work or host memory.
 - A CUDA out-of-memory error halves the token budget, re-packs the batch and retries in process; a single
   sequence that still does not fit raises RetryableError (exit 75).
 """

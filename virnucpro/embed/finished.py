@@ -8,8 +8,8 @@ the outputs are complete. A later task with the same inputs finds the record, ch
 those bytes, and copies them instead of computing; anything missing or different and it computes as usual.
 
 The record's name is a digest of what makes the task: the shard's content, each model's (the classifier's too)
-resolved path, size and modification time, and the options that change the numbers (precision, device) and the code version. Cheap to
-compute (no model hashing), and a changed model file changes it.
+resolved path, size and modification time, the options that change the numbers (precision, device) and the code
+version. Cheap to compute (no model hashing), and a changed model file changes it.
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ the loader workers are spawned with CUDA hidden; only then are the models moved 
 Before the lease comes everything that needs neither a GPU nor the weights in memory: reading the frames, the
 model checksums for the checkpoint key (from the run's model check, else hashed here), opening every encoder's
 checkpoint (names and shapes; the tensors stay memory-mapped, unread) and its tokenizer. A task queued for a
-GPU therefore holds no model in host memory. After the lease the weights go from the file to the GPU tensor by tensor in the
-compute dtype (no fp32 host copy), which is quick enough to do there.
+GPU therefore holds no model in host memory. After the lease the weights go from the file to the GPU tensor by
+tensor in the compute dtype (no fp32 host copy), which is quick enough to do there.
 
 The classifier scores the features in the same process, after the GPU is handed back: a shard's features (13 KB
 a frame, 4.5 GB for 340K frames) then never go through a file unless the user keeps them, and the run's last

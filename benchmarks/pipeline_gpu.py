@@ -371,8 +371,8 @@ def summarise(work: Path, trace_path: Path, dmon_log: Path, t0: float, t1: float
             "fixed_fraction": round((realtime - compute) / compute, 3) if compute else None,
             "peak_rss_gb": round(int(r["peak_rss"]) / 2**30, 2) if r.get("peak_rss", "-").isdigit() else None,
             "frames": s.get("frames"),
-            **{k: s.get(k) for k in ("model_load_seconds", "model_checksum_seconds", "compile_seconds",
-                                     "lease_wait_seconds", "compute_seconds", "write_seconds", "classify_seconds",
+            **{k: s.get(k) for k in ("prepare_seconds", "model_load_seconds", "model_checksum_seconds",
+                                     "compile_seconds", "lease_wait_seconds", "compute_seconds", "write_seconds", "classify_seconds",
                                      "peak_host_rss_bytes", "host_rss_at_lease_bytes", "total_seconds", "dedup",
                                      "parts", "compiled_esm", "gpu", "standby_seconds",
                                      "lease_to_first_batch_seconds", "active_at_epoch", "first_batch_at_epoch",
@@ -437,13 +437,15 @@ def markdown(r: dict) -> str:
              f"| {r['gpu_busy_embed_span_pct']}% / {r['gpu_busy_whole_run_pct']}% | {r['embed_tasks']} "
              f"| {r['max_task_rss_gb']} GB | {r.get('max_task_pss_gb')} GB | {r.get('exposed_fixed_s')} s "
              f"| {r.get('tasks_on_standby')} |", "",
-             "| task | frames | run time | compute | fixed (share of compute) | load | checksum | compile "
+             "| task | frames | run time | compute | fixed (share of compute) | before lease | load | checksum "
+             "| compile "
              "| lease wait | write | classify | peak RSS | standby | lease → 1st batch | exposed | main RSS "
              "| tree RSS / PSS |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for t in r["tasks"]:
         lines.append(f"| {t['task']} | {t['frames']} | {t['realtime_s']} s | {t['compute_s']} s "
-                     f"| {t['fixed_s']} s ({t['fixed_fraction']}) | {t['model_load_seconds']} "
+                     f"| {t['fixed_s']} s ({t['fixed_fraction']}) | {t.get('prepare_seconds')} "
+                     f"| {t['model_load_seconds']} "
                      f"| {t['model_checksum_seconds']} | {t['compile_seconds']} | {t['lease_wait_seconds']} "
                      f"| {t['write_seconds']} | {t.get('classify_seconds')} | {t['peak_rss_gb']} GB "
                      f"| {t.get('standby_seconds')} "

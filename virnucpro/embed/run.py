@@ -233,11 +233,12 @@ def prepare(job: EmbedJob) -> Prepared:
         checksums = model_digests(job.model_paths, job.checkpoint_dir, job.model_check)
         times["model_checksum_seconds"] = time.perf_counter() - t
         digests = (file_sha256(job.frames_path), checksums)
-    return Prepared(frames, opened, tokenizers, digests,
-                    # Each distinct sequence embedded once, copied to the rest; worked out before the lease (~2 s
-                    # for 400K frames) so the GPU does not wait for it.
-                    ShardDedup(frames) if job.dedup else None,
-                    use_compile_cache(job.compile_cache), times, t_start, classifier)
+    # Each distinct sequence embedded once, copied to the rest; worked out before the lease (~2 s for 400K frames)
+    # so the GPU does not wait for it.
+    dups = ShardDedup(frames) if job.dedup else None
+    times["prepare_seconds"] = time.perf_counter() - t_start
+    return Prepared(frames, opened, tokenizers, digests, dups, use_compile_cache(job.compile_cache), times, t_start,
+                    classifier)
 
 
 def _open_classifier(path, opened: Mapping):
@@ -452,9 +453,11 @@ def run_embed(job: EmbedJob, prepared: Prepared, settings: EmbedSettings, leased
         "workers": settings.workers,
         "compiled_esm": settings.compile,
         "compile_cache": prepared.compile_cache if settings.compile else None,
-        # Fixed cost and phases of this task (docs/output.md): opening + building the models, hashing them (0
+        # Fixed cost and phases of this task (docs/output.md): everything before the lease (frames, dedup, opening
+        # the models, their checksums), opening + building the models, hashing them (0
         # when the run's model check supplied the checksums), waiting for a GPU, compiling (first calls of the
         # compiled functions), the part loop (compute, compile included), writing parts and the output.
+        "prepare_seconds": round(times["prepare_seconds"], 3),
         "model_load_seconds": round(times["model_open_seconds"] + load_seconds, 3),
         "model_checksum_seconds": round(times["model_checksum_seconds"], 3),
         "lease_wait_seconds": round(times["lease_wait_seconds"], 3),

@@ -130,3 +130,23 @@ def test_precision_and_chunk_length_are_checked(tiny_models, tmp_path, bad):
               "--classifier", str(tiny_models.classifier), *[x for kv in args.items() for x in kv],
               "--out", str(tmp_path / "p.json")])
     assert exc.value.code != 0
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_each_model_file_is_read_once_though_hashed_beside_the_checks(tiny_models, tmp_path, monkeypatch, cache):
+    from virnucpro.embed import checkpoint
+
+    hashed = []
+    real = checkpoint.file_sha256
+    monkeypatch.setattr(checkpoint, "file_sha256", lambda path: hashed.append(os.path.realpath(path)) or real(path))
+    out = tmp_path / "p.json"
+    args = ["provenance", "--esm-model", str(tiny_models.esm_pt), "--dnabert-model", str(tiny_models.dnabert),
+            "--classifier", str(tiny_models.classifier), "--precision", "fp16", "--chunk-length", "500",
+            "--out", str(out)]
+    assert main(args + (["--cache-dir", str(tmp_path / "cache")] if cache else [])) == 0
+    record = json.loads(out.read_text())
+    files = [f["path"] for m in record["models"].values() for f in m["files"]]
+    assert sorted(hashed) == sorted(files)  # every file once: the background hashing filled the cache
+    for m in record["models"].values():
+        for f in m["files"]:
+            assert f["sha256"] == sha256(Path(f["path"]))

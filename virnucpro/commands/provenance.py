@@ -11,10 +11,12 @@ mtime), and the per-model sha256 is the same digest the checkpoint keys use.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 from virnucpro import options
@@ -103,19 +105,36 @@ def provenance(models: dict[str, Path], precision: str, chunk_length: int, cache
     }
 
 
+def hash_in_background(paths, cache_dir: Path) -> list[threading.Thread]:
+    """Fill the hash cache for `paths`, one thread per model, while the caller does other work. sha256 and file
+    reads run outside the GIL, so this overlaps the model checks (mostly importing torch and opening the models):
+    seconds each for a 6 GB ESM-2 file. Errors are left for describe_model to find and report."""
+    from virnucpro.embed.checkpoint import model_checksum
+
+    def warm(path):
+        with contextlib.suppress(Exception):
+            model_checksum(Path(os.path.realpath(path)), cache_dir)
+
+    threads = [threading.Thread(target=warm, args=(path,), daemon=True, name="virnucpro-hash") for path in paths]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
 def run(args: argparse.Namespace) -> int:
     from virnucpro.io.atomic import atomic_write_text
     from virnucpro.models.check import check_models, print_problems
 
-    check = check_models(args.esm_model, args.dnabert_model, args.classifier, args.chunk_length)
-    if not check.ok:
-        return print_problems(check)
     models = {role: getattr(args, attr) for role, (attr, _) in MODELS.items()}
-    if args.cache_dir is not None:
-        record = provenance(models, args.precision, args.chunk_length, args.cache_dir)
-    else:
-        with tempfile.TemporaryDirectory(prefix="virnucpro-hash-") as scratch:
-            record = provenance(models, args.precision, args.chunk_length, Path(scratch))
+    with contextlib.ExitStack() as scratch:
+        cache_dir = args.cache_dir or Path(scratch.enter_context(tempfile.TemporaryDirectory(prefix="virnucpro-hash-")))
+        hashing = hash_in_background(models.values(), cache_dir)
+        check = check_models(args.esm_model, args.dnabert_model, args.classifier, args.chunk_length)
+        if not check.ok:
+            return print_problems(check)
+        for thread in hashing:
+            thread.join()
+        record = provenance(models, args.precision, args.chunk_length, cache_dir)
     record["checks"] = check.facts
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out, json.dumps(record, indent=2) + "\n")

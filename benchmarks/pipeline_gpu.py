@@ -437,13 +437,14 @@ def markdown(r: dict) -> str:
              f"| {r['gpu_busy_embed_span_pct']}% / {r['gpu_busy_whole_run_pct']}% | {r['embed_tasks']} "
              f"| {r['max_task_rss_gb']} GB | {r.get('max_task_pss_gb')} GB | {r.get('exposed_fixed_s')} s "
              f"| {r.get('tasks_on_standby')} |", "",
-             "| task | frames | run time | compute | fixed (share of compute) | before lease | load | checksum "
+             "| task | frames | run time | compute | part loop | fixed (share of compute) | before lease | load | checksum "
              "| compile "
              "| lease wait | loader wait | write | classify | peak RSS | standby | lease → 1st batch | exposed | main RSS "
              "| tree RSS / PSS |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for t in r["tasks"]:
         lines.append(f"| {t['task']} | {t['frames']} | {t['realtime_s']} s | {t['compute_s']} s "
+                     f"| {t.get('compute_seconds')} "
                      f"| {t['fixed_s']} s ({t['fixed_fraction']}) | {t.get('prepare_seconds')} "
                      f"| {t['model_load_seconds']} "
                      f"| {t['model_checksum_seconds']} | {t['compile_seconds']} | {t['lease_wait_seconds']} "

@@ -151,3 +151,23 @@ def test_scores_equal_the_classifier_on_the_whole_concatenation():
         whole = np.concatenate([clf(torch.from_numpy(feats.concatenated()[i:i + 4096])).numpy()
                                 for i in range(0, 9000, 4096)])
     assert np.array_equal(predict_probs(clf, feats), whole)
+
+
+def test_scores_do_not_depend_on_the_thread_count():
+    """The embed task scores with fewer threads once it has handed its GPU on (embed/run.py): same numbers."""
+    from virnucpro.models.classifier import MLPClassifier
+
+    torch.manual_seed(5)
+    clf = MLPClassifier(3328, 512, 2).eval()
+    g = np.random.default_rng(6)
+    feats = Features([f"f{i}" for i in range(6000)], {"nucleotide": g.standard_normal((6000, 768), dtype=np.float32),
+                                                      "protein": g.standard_normal((6000, 2560), dtype=np.float32)})
+    before = torch.get_num_threads()
+    try:
+        by_threads = {}
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            by_threads[n] = predict_probs(clf, feats)
+    finally:
+        torch.set_num_threads(before)
+    assert np.array_equal(by_threads[1], by_threads[2]) and np.array_equal(by_threads[1], by_threads[3])

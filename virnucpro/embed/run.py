@@ -328,15 +328,27 @@ def _load_models(opened: dict, device, dtype) -> tuple[dict, float]:
     return models, time.perf_counter() - t
 
 
-def _score(classifier, features, predictions_path) -> float | None:
-    """Score `features` and write the predictions TSV; the seconds it took, or None without a classifier."""
+def _score(classifier, features, predictions_path, gpu_handed_on: bool) -> float | None:
+    """Score `features` and write the predictions TSV; the seconds it took, or None without a classifier.
+
+    After the GPU is handed on, the next task's loader workers and main thread feed that GPU from this machine's
+    cores: the scoring then leaves them theirs rather than oversubscribing every core (rows are scored
+    independently, so the thread count changes no result)."""
     if classifier is None:
         return None
+    import torch
+
     from virnucpro.classify.outputs import write_prediction_results
     from virnucpro.classify.predict import predict_probs
 
     t = time.perf_counter()
-    write_prediction_results(predictions_path, features.ids, predict_probs(classifier, features))
+    threads = torch.get_num_threads()
+    if gpu_handed_on:
+        torch.set_num_threads(max(1, min(threads, (os.cpu_count() or 1) - default_workers(cuda=True) - 2)))
+    try:
+        write_prediction_results(predictions_path, features.ids, predict_probs(classifier, features))
+    finally:
+        torch.set_num_threads(threads)
     return time.perf_counter() - t
 
 
@@ -422,7 +434,7 @@ def run_embed(job: EmbedJob, prepared: Prepared, settings: EmbedSettings, leased
         final = rows.features() if resume.parts else Features.empty(widths)
         if final.ids != ids:
             raise RuntimeError("embedded rows do not match the shard's frames")  # never write a wrong file
-        classify_seconds = _score(prepared.classifier, final, job.predictions_path)
+        classify_seconds = _score(prepared.classifier, final, job.predictions_path, release_gpu is not None)
         t = time.perf_counter()
         if job.out_path is not None:
             save_features(job.out_path, final)

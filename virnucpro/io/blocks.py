@@ -1,0 +1,49 @@
+"""Big tables written a block of rows at a time: each block's cells are made from slices of the columns, joined
+and written, so a table of millions of rows is never held whole as text (nor as a list of its lines)."""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator, Sequence, TextIO
+
+import numpy as np
+
+BLOCK_ROWS = 100_000
+
+
+def row_blocks(n_rows: int) -> Iterator[slice]:
+    """Consecutive slices of BLOCK_ROWS rows covering ``n_rows``."""
+    for start in range(0, n_rows, BLOCK_ROWS):
+        yield slice(start, start + BLOCK_ROWS)
+
+
+def write_blocks(fh: TextIO, n_rows: int, block_text: Callable[[slice], str]) -> None:
+    """Write ``block_text(rows)`` for each block of rows."""
+    for rows in row_blocks(n_rows):
+        fh.write(block_text(rows))
+
+
+def tsv_text(columns: Sequence[Sequence[str]]) -> str:
+    """Rows of tab-separated cells, one column of text per field, each row ending in a newline."""
+    rows = "\n".join(map("\t".join, zip(*columns)))
+    return rows + "\n" if rows or (columns and len(columns[0])) else ""
+
+
+_SMALL = [str(i) for i in range(1 << 16)]  # counts, read lengths and coordinates are mostly below this
+
+
+def texts(values: np.ndarray) -> list[str]:
+    """str() of each value of a NumPy array of integers; values in [0, 65536) are looked up, not converted (about
+    8x cheaper, and the strings are shared)."""
+    if len(values) and 0 <= values.min() and values.max() < len(_SMALL):
+        return list(map(_SMALL.__getitem__, values.tolist()))
+    return list(map(str, values.tolist()))
+
+
+def texts_like(values: np.ndarray, other: np.ndarray, other_texts: list[str], text=repr) -> list[str]:
+    """``text`` of each float of ``values``, given ``other_texts``, those of ``other``, which holds the same values
+    nearly everywhere (a one-chunk region's mean score is its max): only the values that differ bit for bit are
+    converted."""
+    out = list(other_texts)
+    for k in np.flatnonzero(values.view(np.int64) != other.view(np.int64)).tolist():
+        out[k] = text(float(values[k]))
+    return out

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from virnucpro.classify.outputs import format_score, write_prediction_results
+from virnucpro.errors import InputError
 from virnucpro.io import blocks
 from virnucpro.io.frames import Frame, write_frames_tsv
 from virnucpro.io.seqio import FASTA_LINE_WIDTH, wrap_fasta
@@ -183,3 +184,66 @@ def test_highestscore_rows_group_and_sort_like_the_original(tmp_path):
 
     chunks, viral = highestscore_rows(ids, p)
     assert list(zip(chunks, viral.tolist())) == [(c, b[1] >= b[0]) for c, b in sorted(best.items())]
+
+
+@pytest.fixture
+def small(tmp_path):
+    rng = random.Random(9)
+    records, frame_ids, probs = make_sample(rng, 12)
+    seqs, predictions, shards = write_sample(tmp_path, rng, records, frame_ids, probs)
+    return dict(dir=tmp_path, records=records, predictions=predictions, shards=shards)
+
+
+def run(s, **kw):
+    return aggregate_sample("S", s["predictions"], s["dir"] / "records.tsv", s["dir"] / "in.fa", 0.5,
+                            s["dir"] / "out", chunk_length=L, **kw)
+
+
+def edit_lines(path, edits: dict[int, str]):
+    lines = path.read_text().splitlines()
+    for number, text in edits.items():
+        lines[number - 1] = text
+    path.write_text("".join(line + "\n" for line in lines))
+
+
+@pytest.mark.parametrize("edits, message", [
+    ({3: "a\tx\t1\t1\tkept", 5: "a\t1\t1"}, "line 3: length, n_chunks and n_frames must be integers"),
+    ({3: "a\t1\t1", 5: "a\tx\t1\t1\tkept"}, "line 3: 3 fields, the header has 5"),
+    ({4: "a\t-1\t1\t1\tkept"}, "line 4: length, n_chunks and n_frames must not be negative"),
+])
+def test_the_first_bad_line_of_the_records_table_is_named(small, edits, message):
+    edit_lines(small["dir"] / "records.tsv", edits)
+    with pytest.raises(InputError, match=message):
+        run(small)
+
+
+@pytest.mark.parametrize("edits, message", [
+    ({3: "f\tothers\tx\t0.5", 5: "f\tmaybe\t0.5\t0.5"}, "line 3: scores are not numbers"),
+    ({3: "f\tmaybe\t0.5\t0.5", 5: "f\tothers\tx\t0.5"}, "line 3: expected Sequence_ID"),
+    ({4: "f\tothers\t0.5"}, "line 4: expected Sequence_ID"),
+])
+def test_the_first_bad_line_of_a_predictions_file_is_named(small, edits, message):
+    edit_lines(small["predictions"][0], edits)
+    with pytest.raises(InputError, match=message):
+        run(small)
+
+
+def _first_line_of(records, status):
+    return next(k for k, r in enumerate(records) if r["status"] == status) + 2
+
+
+def test_the_first_record_that_fails_a_check_is_named_in_walk_order(small):
+    """A records-table status that another --min-length would give, and a frame that is not its record's: the
+    earlier record is named, and within one record its frames come first."""
+    records, path = small["records"], small["dir"] / "records.tsv"
+    kept = [k for k, r in enumerate(records) if r["status"] == "kept"]
+    first, later = kept[0], kept[-1]
+    table = path.read_text().splitlines()
+    bad_status = table[first + 1].rsplit("\t", 1)[0] + "\ttoo_short"
+    renamed = table[later + 1].replace(records[later]["id"], "zz", 1)
+    edit_lines(path, {first + 2: bad_status, later + 2: renamed})
+    with pytest.raises(InputError, match=f"line {first + 2}: record .* is 'too_short' but --min-length"):
+        run(small)
+    edit_lines(path, {first + 2: bad_status.replace(records[first]["id"], "zz", 1)})
+    with pytest.raises(InputError, match=f"line {first + 2}: record 'zz' expects"):
+        run(small)

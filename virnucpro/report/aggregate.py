@@ -308,12 +308,15 @@ def _write_viral_fasta(input_path: Path, records_path: Path, table: rollup.Recor
                          "--input is not the file that was preprocessed")
 
 
+def _tally(codes: np.ndarray, names: tuple[str, ...]) -> dict[str, int]:
+    return dict(zip(names, np.bincount(codes, minlength=len(names)).tolist()))
+
+
 def _summary(sample, threshold, chunk_length, table: rollup.RecordsTable, roll: rollup.RollUp,
              found: regions.RegionTable, region_code: np.ndarray, frames, names, inputs, min_length, region_gap,
              top) -> dict:
     n = len(table)
-    call_counts = dict(zip(rollup.CALLS, np.bincount(roll.call, minlength=len(rollup.CALLS)).tolist()))
-    region_counts = dict(zip(rollup.REGION_CALLS, np.bincount(region_code, minlength=len(rollup.REGION_CALLS)).tolist()))
+    call_counts, region_counts = _tally(roll.call, rollup.CALLS), _tally(region_code, rollup.REGION_CALLS)
     status_counts = Counter(table.status)
     scored = n - call_counts["no_prediction"]
     length_stats = _length_stats(table.length)

@@ -25,6 +25,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+
 import numpy as np
 
 from virnucpro.errors import InputError
@@ -177,7 +178,8 @@ def read_records_table(path: str | os.PathLike) -> RecordsTable:
     negative = np.flatnonzero((length < 0) | (n_chunks < 0) | (n_frames < 0))
     if len(negative):
         raise InputError(path, f"line {negative[0] + 2}: length, n_chunks and n_frames must not be negative")
-    return RecordsTable(cells[id_col::width], length, n_chunks, n_frames, list(map(sys.intern, cells[status_col::width])))
+    status = list(map(sys.intern, cells[status_col::width]))  # a few distinct values, each held once
+    return RecordsTable(cells[id_col::width], length, n_chunks, n_frames, status)
 
 
 def _is_count(text: str) -> bool:
@@ -282,8 +284,8 @@ def roll_up(table: RecordsTable, probs: np.ndarray, chunks_of_frames: np.ndarray
 
 def number_texts(values: np.ndarray) -> list[str]:
     """Scores as the shortest text that reads back to the same float64 (so filtering a table on a score gives the
-    same answer as its call column), NA for NaN (none). Each distinct value is written once (calls, fractions and
-    one-chunk records repeat a few values); a -0.0 beside 0.0 (never made here: scores add 0.5) keeps its sign."""
+    same answer as its call column), NA for NaN (none). Each distinct value is written once (a fraction of chunks
+    takes a few values); a -0.0 beside 0.0 (never made here: scores add 0.5) keeps its sign."""
     zeros = values[values == 0]
     if np.signbit(zeros).any() and not np.signbit(zeros).all():
         distinct, index = values, np.arange(len(values))
@@ -300,10 +302,10 @@ def chunk_score_texts(roll: RollUp) -> list[str]:
     return number_texts(np.where(roll.chunk_frames > 0, roll.chunk_score, np.nan))
 
 
-def frame_texts(frame: np.ndarray, values: np.ndarray, texts: list[str]) -> list[str]:
-    """A best frame's score as prediction_results.txt writes it (``texts``, per frame), NA where there is no frame
-    and 0.0 where the best is zero (the maximum starts at 0.0, which a frame's -0.0 does not beat)."""
-    out = [texts[k] if k >= 0 else MISSING for k in frame.tolist()]
+def frame_texts(frame: np.ndarray, values: np.ndarray, per_frame: list[str]) -> list[str]:
+    """A best frame's score as prediction_results.txt writes it (``per_frame``: every frame's text), NA where there
+    is no frame and 0.0 where the best is zero (the maximum starts at 0.0, which a frame's -0.0 does not beat)."""
+    out = [per_frame[k] if k >= 0 else MISSING for k in frame.tolist()]
     for k in np.flatnonzero((frame >= 0) & (values == 0)).tolist():
         out[k] = "0.0"
     return out
@@ -335,8 +337,3 @@ def histogram(values: np.ndarray, bins: int = HISTOGRAM_BINS) -> list[int]:
     """Counts in ``bins`` equal bins over [0, 1]; 1.0 falls in the last bin."""
     index = np.minimum((np.asarray(values, np.float64) * bins).astype(np.int64), bins - 1)
     return np.bincount(index, minlength=bins).tolist()
-
-
-def infer_chunk_length(length: int, n_chunks: int, candidates: set[int]) -> set[int]:
-    """The chunk lengths among ``candidates`` that give ``n_chunks`` chunks for a record of ``length`` bases."""
-    return {c for c in candidates if -(-length // c) == n_chunks}

@@ -25,7 +25,7 @@ import numpy as np
 
 from virnucpro.errors import InputError
 from virnucpro.io.atomic import atomic_open, atomic_write_text
-from virnucpro.io.blocks import write_blocks
+from virnucpro.io.blocks import cell_blocks, write_blocks
 
 PREDICTION_HEADER = ("Sequence_ID", "Prediction", "score1", "score2")
 HIGHESTSCORE_HEADER = ("Modified_ID", "Is_Virus")
@@ -88,41 +88,41 @@ def write_prediction_results(path: str | os.PathLike, ids: Sequence[str], probs:
         write_blocks(fh, len(ids), block)
 
 
-def write_highestscore(path: str | os.PathLike, ids: Sequence[str], probs: np.ndarray) -> None:
-    chunks, viral = highestscore_rows(ids, probs)
+def write_highestscore(path: str | os.PathLike, ids: Sequence[str], probs: np.ndarray,
+                       rows: tuple[list[str], np.ndarray] | None = None) -> None:
+    """``rows``: highestscore_rows(ids, probs) when the caller made them already."""
+    chunks, viral = rows or highestscore_rows(ids, probs)
     calls = np.where(viral, "True", "False").tolist()
     atomic_write_text(path, "\t".join(HIGHESTSCORE_HEADER) + "\n" + "".join(map("{}\t{}\n".format, chunks, calls)))
 
 
 def read_predictions(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
-    """Read a predictions TSV back: ids and float32 [N, 2] (the written text round-trips exactly). Whole columns
-    are split and converted at once; a bad line is then named by its number."""
+    """Read a predictions TSV back: ids and float32 [N, 2] (the written text round-trips exactly). Columns are
+    split and converted a block of lines at a time; a bad line is then named by its number."""
+    ids: list[str] = []
+    parts = [np.zeros((0, 2), np.float32)]
     try:
         with open(path, encoding="utf-8") as fh:
             header = fh.readline().rstrip("\n").split("\t")
             if tuple(header) != PREDICTION_HEADER:
                 raise InputError(path, f"header is not {' '.join(PREDICTION_HEADER)}")
-            lines = fh.read().split("\n")
+            for line, cells, n, fields in cell_blocks(fh, 4, 2):
+                labels = cells[1::4]
+                if not set(labels) <= set(LABELS):
+                    n, fields = next(k for k, label in enumerate(labels) if label not in LABELS), 4
+                try:
+                    probs = np.stack([np.fromiter(map(float, cells[c:4 * n:4]), np.float64, n) for c in (2, 3)], 1)
+                except ValueError:
+                    bad = next(k for k in range(n) if not (_is_number(cells[4 * k + 2]) and
+                                                           _is_number(cells[4 * k + 3])))
+                    raise InputError(path, f"line {line + bad}: scores are not numbers") from None
+                if fields is not None:
+                    raise InputError(path, f"line {line + n}: expected Sequence_ID, virus/others, score1, score2")
+                ids += cells[0::4]
+                parts.append(probs.astype(np.float32))  # np.float32(text) rounds the text's float64 too
     except FileNotFoundError:
         raise InputError(path, "file not found") from None
-    if lines[-1] == "":
-        lines.pop()
-    tabs = np.fromiter(map(str.count, lines, itertools.repeat("\t")), np.int64, len(lines))
-    n = int(np.argmax(tabs != 3)) if (tabs != 3).any() else len(lines)  # lines before n have 4 fields
-    cells = "\t".join(lines[:n]).split("\t") if n else []
-    del lines
-    labels = cells[1::4]
-    if not set(labels) <= set(LABELS):
-        n = next(k for k, label in enumerate(labels) if label not in LABELS)
-    try:
-        probs = np.stack([np.fromiter(map(float, cells[c:4 * n:4]), np.float64, n) for c in (2, 3)], axis=1)
-    except ValueError:
-        bad = next(k for k in range(n) if not (_is_number(cells[4 * k + 2]) and _is_number(cells[4 * k + 3])))
-        raise InputError(path, f"line {bad + 2}: scores are not numbers") from None
-    if 4 * n != len(cells) or n < len(tabs):
-        raise InputError(path, f"line {n + 2}: expected Sequence_ID, virus/others, score1, score2")
-    # np.float32(text) reads the text as a float64 and rounds that, as this does.
-    return cells[0::4], probs.astype(np.float32).reshape(-1, 2)
+    return ids, np.concatenate(parts)
 
 
 def _is_number(text: str) -> bool:

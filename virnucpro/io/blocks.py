@@ -3,6 +3,7 @@ and written, so a table of millions of rows is never held whole as text (nor as 
 
 from __future__ import annotations
 
+import itertools
 from typing import Callable, Iterator, Sequence, TextIO
 
 import numpy as np
@@ -14,6 +15,26 @@ def row_blocks(n_rows: int) -> Iterator[slice]:
     """Consecutive slices of BLOCK_ROWS rows covering ``n_rows``."""
     for start in range(0, n_rows, BLOCK_ROWS):
         yield slice(start, start + BLOCK_ROWS)
+
+
+def cell_blocks(fh: TextIO, width: int, first_line: int) -> Iterator[tuple[int, list[str], int, int | None]]:
+    """The rest of an open text file read BLOCK_ROWS lines at a time, each block as (number of its first line, the
+    cells of its lines before the first one without ``width`` tab-separated fields, row after row, how many lines
+    that is, and how many fields that line has: None when every line fits). Reading stops after such a line, so the
+    file's first bad line is the first one found. One block's cells are held at a time."""
+    line = first_line
+    for lines in iter(lambda: list(itertools.islice(fh, BLOCK_ROWS)), []):
+        rows = "".join(lines).split("\n")
+        if rows[-1] == "":
+            rows.pop()
+        tabs = list(map(str.count, rows, itertools.repeat("\t")))
+        good = len(rows) if tabs.count(width - 1) == len(rows) else next(
+            k for k, n in enumerate(tabs) if n != width - 1)
+        yield line, "\t".join(rows[:good]).split("\t") if good else [], good, \
+            tabs[good] + 1 if good < len(rows) else None
+        if good < len(rows):
+            return
+        line += len(rows)
 
 
 def write_blocks(fh: TextIO, n_rows: int, block_text: Callable[[slice], str]) -> None:

@@ -103,6 +103,8 @@ def aggregate_sample(sample: str, prediction_paths: list[Path], records_path: Pa
     rollup.check_unique(preds)
     if shard_paths:
         rollup.check_against_shards(preds, rollup.order_by_shard([Path(p) for p in shard_paths]))
+    # Made here, while little else is held: grouping the frames by chunk id is the peak of memory otherwise.
+    highestscore = outputs.highestscore_rows(preds.ids, preds.probs)
     table = rollup.read_records_table(records_path)
     candidates = _chunk_lengths(table, chunk_length, records_path)
     if chunk_length is None and len(candidates) == 1:
@@ -110,6 +112,7 @@ def aggregate_sample(sample: str, prediction_paths: list[Path], records_path: Pa
     chunks_of_frames = rollup.frame_chunks(table, preds.ids)
     chunk_start, chunk_end = _check_records(table, preds, chunks_of_frames, min_length, candidates, records_path)
     roll = rollup.roll_up(table, preds.probs, chunks_of_frames, threshold)
+    del chunks_of_frames
     found = regions.find_all_regions(table.ids, table.length, roll, chunk_start, chunk_end, threshold, region_gap)
     region_ids = regions.region_ids(table.ids, found)
     region_code = _region_calls(roll.call, found)
@@ -119,7 +122,8 @@ def aggregate_sample(sample: str, prediction_paths: list[Path], records_path: Pa
               "input": user_path(input_path)}
 
     with atomic_output_dir(outdir) as tmp:
-        outputs.write_highestscore(tmp / names["highestscore"], preds.ids, preds.probs)
+        outputs.write_highestscore(tmp / names["highestscore"], preds.ids, preds.probs, highestscore)
+        del highestscore
         texts = outputs.score_texts(preds.probs)  # both scores of every frame as text: the largest thing held from here
         outputs.write_prediction_results(tmp / names["prediction_results"], preds.ids, preds.probs, texts)
         n_frames, preds = len(preds.ids), None  # nothing below needs the frame ids
@@ -292,10 +296,14 @@ def _write_viral_fasta(input_path: Path, records_path: Path, table: rollup.Recor
             lengths.append(len(seq))
             if index == viral[v]:
                 seq = seq.decode("ascii")
-                fh.write(wrap_fasta(headers[v], seq, FASTA_LINE_WIDTH))
+                body = wrap_fasta("", seq, FASTA_LINE_WIDTH)[2:]  # the sequence lines, after ">\n"
+                fh.write(f">{headers[v]}\n{body}")
                 v += 1
                 while span is not None and span[0] == index:
-                    regions_fh.write(wrap_fasta(span[3], seq[span[1] - 1:span[2]], FASTA_LINE_WIDTH))
+                    _, start, end, header = span
+                    whole = start == 1 and end == len(seq)  # most reads: the region is the record
+                    regions_fh.write(f">{header}\n{body}" if whole else
+                                     wrap_fasta(header, seq[start - 1:end], FASTA_LINE_WIDTH))
                     span = next(spans, None)
     if ids != table.ids or lengths != table.length.tolist():
         k = next((k for k, (a, b, m, n) in enumerate(zip(ids, table.ids, lengths, table.length.tolist()))

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from virnucpro.errors import InputError
-from virnucpro.io.blocks import texts, texts_like, tsv_text, write_blocks
+from virnucpro.io.blocks import cell_blocks, texts, texts_like, tsv_text, write_blocks
 
 FRAME_SUFFIX = re.compile(r"_chunk_([1-9][0-9]*)[FR][123]\Z")
 SHARD_INDEX = re.compile(r"shard_([0-9]+)")
@@ -148,8 +148,8 @@ class RecordsTable:
 
 
 def read_records_table(path: str | os.PathLike) -> RecordsTable:
-    """Read preprocess's records.tsv whole; a bad line stops with its number (the first one, as a line-by-line
-    reader would find it)."""
+    """Read preprocess's records.tsv into columns, a block of lines at a time; a bad line stops with its number
+    (the first one, as a line-by-line reader would find it)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "records table not found")
@@ -158,28 +158,28 @@ def read_records_table(path: str | os.PathLike) -> RecordsTable:
         missing = [c for c in PREPROCESS_COLUMNS if c not in header]
         if missing:
             raise InputError(path, f"not a preprocess records.tsv: no {missing[0]!r} column")
-        lines = fh.read().split("\n")
-    if lines[-1] == "":
-        lines.pop()
-    width = len(header)
-    tabs = np.fromiter(map(str.count, lines, itertools.repeat("\t")), np.int64, len(lines))
-    n = int(np.argmax(tabs != width - 1)) if (tabs != width - 1).any() else len(lines)  # lines before n fit
-    cells = "\t".join(lines[:n]).split("\t") if n else []
-    del lines
-    id_col, length_col, chunks_col, frames_col, status_col = (header.index(c) for c in PREPROCESS_COLUMNS)
-    counts = [cells[c::width] for c in (length_col, chunks_col, frames_col)]
-    try:
-        length, n_chunks, n_frames = (np.fromiter(map(int, column), np.int64, n) for column in counts)
-    except (ValueError, OverflowError):
-        bad = next(k for k in range(n) if not all(_is_count(column[k]) for column in counts))
-        raise InputError(path, f"line {bad + 2}: length, n_chunks and n_frames must be integers") from None
-    if n < len(tabs):
-        raise InputError(path, f"line {n + 2}: {tabs[n] + 1} fields, the header has {width}")
+        id_col, length_col, chunks_col, frames_col, status_col = (header.index(c) for c in PREPROCESS_COLUMNS)
+        width = len(header)
+        ids: list[str] = []
+        status: list[str] = []
+        parts = []
+        for line, cells, n, fields in cell_blocks(fh, width, 2):
+            counts = [cells[c::width] for c in (length_col, chunks_col, frames_col)]
+            try:
+                parts.append([np.fromiter(map(int, column), np.int64, n) for column in counts])
+            except (ValueError, OverflowError):
+                bad = next(k for k in range(n) if not all(_is_count(column[k]) for column in counts))
+                raise InputError(path, f"line {line + bad}: length, n_chunks and n_frames must be integers") from None
+            if fields is not None:
+                raise InputError(path, f"line {line + n}: {fields} fields, the header has {width}")
+            ids += cells[id_col::width]
+            status += map(sys.intern, cells[status_col::width])  # a few distinct values, each held once
+    length, n_chunks, n_frames = (np.concatenate([p[k] for p in parts]) if parts else np.zeros(0, np.int64)
+                                  for k in range(3))
     negative = np.flatnonzero((length < 0) | (n_chunks < 0) | (n_frames < 0))
     if len(negative):
         raise InputError(path, f"line {negative[0] + 2}: length, n_chunks and n_frames must not be negative")
-    status = list(map(sys.intern, cells[status_col::width]))  # a few distinct values, each held once
-    return RecordsTable(cells[id_col::width], length, n_chunks, n_frames, status)
+    return RecordsTable(ids, length, n_chunks, n_frames, status)
 
 
 def _is_count(text: str) -> bool:

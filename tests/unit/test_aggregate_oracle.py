@@ -211,7 +211,9 @@ def edit_lines(path, edits: dict[int, str]):
     ({3: "a\t1\t1", 5: "a\tx\t1\t1\tkept"}, "line 3: 3 fields, the header has 5"),
     ({4: "a\t-1\t1\t1\tkept"}, "line 4: length, n_chunks and n_frames must not be negative"),
 ])
-def test_the_first_bad_line_of_the_records_table_is_named(small, edits, message):
+@pytest.mark.parametrize("block_rows", [2, 100_000])  # the bad lines in later blocks, or all in the first
+def test_the_first_bad_line_of_the_records_table_is_named(small, monkeypatch, block_rows, edits, message):
+    monkeypatch.setattr(blocks, "BLOCK_ROWS", block_rows)
     edit_lines(small["dir"] / "records.tsv", edits)
     with pytest.raises(InputError, match=message):
         run(small)
@@ -222,7 +224,9 @@ def test_the_first_bad_line_of_the_records_table_is_named(small, edits, message)
     ({3: "f\tmaybe\t0.5\t0.5", 5: "f\tothers\tx\t0.5"}, "line 3: expected Sequence_ID"),
     ({4: "f\tothers\t0.5"}, "line 4: expected Sequence_ID"),
 ])
-def test_the_first_bad_line_of_a_predictions_file_is_named(small, edits, message):
+@pytest.mark.parametrize("block_rows", [2, 100_000])
+def test_the_first_bad_line_of_a_predictions_file_is_named(small, monkeypatch, block_rows, edits, message):
+    monkeypatch.setattr(blocks, "BLOCK_ROWS", block_rows)
     edit_lines(small["predictions"][0], edits)
     with pytest.raises(InputError, match=message):
         run(small)

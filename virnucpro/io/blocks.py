@@ -1,12 +1,12 @@
-"""Big tables written a block of rows at a time: each block's cells are made from slices of the columns, joined
-and written, so a table of millions of rows is never held whole as text (nor as a list of its lines)."""
+"""Big tab-separated tables read and written a block of rows at a time: a block's lines are split into cells (or
+its cells made from slices of the columns, joined and written), so a table of millions of rows is never held
+whole as text, nor as a list of its lines or cells. Importing it does not import NumPy (io/frames.py uses it on
+the GPU machines' workers)."""
 
 from __future__ import annotations
 
 import itertools
 from typing import Callable, Iterator, Sequence, TextIO
-
-import numpy as np
 
 BLOCK_ROWS = 100_000
 
@@ -55,7 +55,7 @@ _SMALL = [str(i) for i in range(1 << 16)]  # counts, read lengths and coordinate
 def texts(values: np.ndarray) -> list[str]:
     """str() of each value of a NumPy array of integers; values in [0, 65536) are looked up, not converted (about
     8x cheaper, and the strings are shared)."""
-    if len(values) and 0 <= values.min() and values.max() < len(_SMALL):
+    if len(values) and 0 <= values.min() and values.max() < len(_SMALL):  # a NumPy array
         return list(map(_SMALL.__getitem__, values.tolist()))
     return list(map(str, values.tolist()))
 
@@ -64,6 +64,8 @@ def texts_like(values: np.ndarray, other: np.ndarray, other_texts: list[str], te
     """``text`` of each float of ``values``, given ``other_texts``, those of ``other``, which holds the same values
     nearly everywhere (a one-chunk region's mean score is its max): only the values that differ bit for bit are
     converted."""
+    import numpy as np
+
     out = list(other_texts)
     for k in np.flatnonzero(values.view(np.int64) != other.view(np.int64)).tolist():
         out[k] = text(float(values[k]))

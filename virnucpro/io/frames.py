@@ -11,7 +11,6 @@ Pure Python and stdlib only: this module runs on the GPU machines, where dnaio i
 
 from __future__ import annotations
 
-import itertools
 import os
 from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple
@@ -126,22 +125,22 @@ def read_frames_tsv(path: str | os.PathLike) -> Iterator[Frame]:
 
 
 def read_frame_ids(path: str | os.PathLike) -> list[str]:
-    """The frame ids of a shard TSV, with read_frames_tsv's checks, read whole instead of frame by frame."""
+    """The frame ids of a shard TSV, with read_frames_tsv's checks, read a block of lines at a time."""
+    from virnucpro.io.blocks import cell_blocks
+
     path = Path(path)
+    ids: list[str] = []
     try:
         with open(path, encoding="ascii", newline=None) as fh:
             header = fh.readline().rstrip("\n")
             if header != SHARD_HEADER:
                 raise InputError(path, f"not a shard file: header is {header[:60]!r}, expected {SHARD_HEADER!r}")
-            lines = fh.read().split("\n")
+            for line, cells, n, fields in cell_blocks(fh, 3, 2):
+                if fields is not None:
+                    raise InputError(path, f"line {line + n}: expected 3 tab-separated fields, found {fields}")
+                ids += cells[0::3]
     except FileNotFoundError:
         raise InputError(path, "file not found") from None
     except UnicodeDecodeError:
         raise InputError(path, "binary content: not a shard file") from None
-    if lines[-1] == "":
-        lines.pop()
-    tabs = list(map(str.count, lines, itertools.repeat("\t")))
-    if tabs.count(2) != len(tabs):
-        bad = next(k for k, n in enumerate(tabs) if n != 2)
-        raise InputError(path, f"line {bad + 2}: expected 3 tab-separated fields, found {tabs[bad] + 1}")
-    return [line[:line.index("\t")] for line in lines]
+    return ids

@@ -235,14 +235,12 @@ def write_chunks(fh, record_ids: list[str], roll, chunk_start: np.ndarray, chunk
     """The rows of <sample>.chunks.tsv (CHUNK_COLUMNS). ``frame_score_texts``: each frame's P(others) and P(virus)
     as prediction_results.txt writes them; ``score_texts``: each chunk's score (rollup.chunk_score_texts);
     ``ids`` are the region ids."""
-    from virnucpro.report.rollup import MISSING, frame_texts
+    from virnucpro.report.rollup import CALLS, MISSING, call_codes, frame_texts
 
     n_chunks = np.diff(roll.chunk_first)
     record_of_chunk = np.repeat(np.arange(len(n_chunks)), n_chunks)
     number = np.arange(len(chunk_start)) - roll.chunk_first[record_of_chunk] + 1
-    scored = roll.chunk_frames > 0
-    call = np.where(~scored, 2, np.where(roll.chunk_score >= threshold, 0, 1))
-    calls = ("viral", "not_viral", "no_prediction")
+    call = call_codes(np.where(roll.chunk_frames > 0, roll.chunk_score, np.nan), threshold)
     others, virus = frame_score_texts
 
     def block(rows: slice) -> str:
@@ -253,7 +251,7 @@ def write_chunks(fh, record_ids: list[str], roll, chunk_start: np.ndarray, chunk
             texts(chunk_end[rows]), texts(roll.chunk_frames[rows]),
             frame_texts(roll.chunk_virus_frame[rows], roll.chunk_p_virus[rows], virus),
             frame_texts(roll.chunk_others_frame[rows], roll.chunk_p_others[rows], others),
-            score_texts[rows], [calls[c] for c in call[rows].tolist()],
+            score_texts[rows], [CALLS[c] for c in call[rows].tolist()],
             [ids[k] if k >= 0 else MISSING for k in region_of_chunk[rows].tolist()]))
 
     fh.write("\t".join(CHUNK_COLUMNS) + "\n")

@@ -276,10 +276,14 @@ def roll_up(table: RecordsTable, probs: np.ndarray, chunks_of_frames: np.ndarray
         lo, hi = chunk_first[r], chunk_first[r + 1]
         scores = score[lo:hi][scored[lo:hi]].tolist()
         mean[r] = math.fsum(scores) / len(scores)
-    call = np.where(np.isnan(virus_score), CALLS.index("no_prediction"),
-                    np.where(virus_score >= threshold, CALLS.index("viral"), CALLS.index("not_viral")))
     return RollUp(chunk_first, frames, p_virus, p_others, where[0], where[1], score, n_scored, n_viral, max_p,
-                  max_frame, mean, virus_score, best_chunk, call)
+                  max_frame, mean, virus_score, best_chunk, call_codes(virus_score, threshold))
+
+
+def call_codes(scores: np.ndarray, threshold: float) -> np.ndarray:
+    """The call of each score as an index into CALLS: viral at or above the threshold, no_prediction for NaN."""
+    return np.where(np.isnan(scores), CALLS.index("no_prediction"),
+                    np.where(scores >= threshold, CALLS.index("viral"), CALLS.index("not_viral")))
 
 
 def number_texts(values: np.ndarray) -> list[str]:

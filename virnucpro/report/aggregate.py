@@ -88,7 +88,8 @@ def aggregate_sample(sample: str, prediction_paths: list[Path], records_path: Pa
                      shard_paths: list[Path] | None = None, min_length: int = DEFAULT_MIN_LENGTH,
                      region_gap: int = DEFAULT_REGION_GAP) -> dict:
     """Write the sample's result files into ``outdir``; return the summary (also written as JSON). Works on whole
-    columns (records, chunks, frames, regions) rather than record by record: a million reads take seconds."""
+    columns (records, chunks, frames, regions) rather than record by record (a million reads: about 40 s on two CPU
+    cores, docs/BENCHMARKS.md)."""
     from virnucpro.classify import outputs
 
     if not 0.0 <= threshold <= 1.0:

@@ -74,11 +74,11 @@ def make_inputs(args) -> None:
         print(f"{len(ids)} frames -> {out}")
 
 
-def _time_v(cmd: list, log: Path, env: dict | None = None) -> tuple[float, float]:
+def _time_v(cmd: list, log: Path, env: dict | None = None, cwd: Path | None = None) -> tuple[float, float]:
     """Run ``cmd`` under /usr/bin/time -v; return (wall seconds, peak RSS MiB)."""
     t0 = time.perf_counter()
     with open(log, "w") as fh:
-        subprocess.run(["/usr/bin/time", "-v"] + [str(c) for c in cmd], check=True, stderr=fh, env=env)
+        subprocess.run(["/usr/bin/time", "-v"] + [str(c) for c in cmd], check=True, stderr=fh, env=env, cwd=cwd)
     wall = time.perf_counter() - t0
     rss_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", log.read_text()).group(1))
     return wall, rss_kb / 1024
@@ -95,7 +95,9 @@ def time_aggregate(args) -> None:
                     "--shards", *shards, "--records", work / "preprocess" / "records.tsv", "--input",
                     work / "reads.fa", "--chunk-length", CHUNK_LENGTH, "--threshold", 0.5, "--min-length", 0,
                     "--region-gap", 1, "--outdir", args.outdir]
-    wall, rss = _time_v(cmd, work / "aggregate.time.log", env={**os.environ, "PYTHONPATH": str(code)})
+    # Run in the checkout: `python -m` puts the working directory first on sys.path, ahead of PYTHONPATH, so from
+    # another checkout that checkout's package would run.
+    wall, rss = _time_v(cmd, work / "aggregate.time.log", env={**os.environ, "PYTHONPATH": str(code)}, cwd=code)
     print(f"aggregate ({code}): wall {wall:.1f} s, peak RSS {rss:.0f} MiB")
     if args.compare:
         names = sorted(p.name for p in args.compare.iterdir())
@@ -134,20 +136,24 @@ def time_classify(args) -> None:
     print(f"classify ({args.code}): wall {wall:.1f} s, peak RSS {rss:.0f} MiB")
 
 
+def _absolute(path: str) -> Path:
+    return Path(path).resolve()
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     m = sub.add_parser("make-inputs")
     m.add_argument("--n", type=int, default=1_000_000)
-    m.add_argument("--work", type=Path, required=True)
+    m.add_argument("--work", type=_absolute, required=True)
     for name in ("time", "classify"):
         t = sub.add_parser(name)
-        t.add_argument("--work", type=Path, required=True)
-        t.add_argument("--outdir", type=Path, required=True)
-        t.add_argument("--code", type=Path, default=ROOT, help="checkout whose bin/virnucpro runs")
+        t.add_argument("--work", type=_absolute, required=True)
+        t.add_argument("--outdir", type=_absolute, required=True)
+        t.add_argument("--code", type=_absolute, default=ROOT, help="checkout whose bin/virnucpro runs")
         if name == "time":
-            t.add_argument("--compare", type=Path, help="outputs of an earlier run to compare with")
-            t.add_argument("--profile", type=Path, help="write a cProfile of the run here")
+            t.add_argument("--compare", type=_absolute, help="outputs of an earlier run to compare with")
+            t.add_argument("--profile", type=_absolute, help="write a cProfile of the run here")
     args = ap.parse_args(argv)
     {"make-inputs": make_inputs, "time": time_aggregate, "classify": time_classify}[args.cmd](args)
 

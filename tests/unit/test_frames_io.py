@@ -5,7 +5,9 @@ from pathlib import Path
 import pytest
 
 from virnucpro.errors import InputError
-from virnucpro.io.frames import SHARD_HEADER, Frame, read_frame_pair, read_frames_tsv, write_frames_tsv
+from virnucpro.io.frames import (
+    SHARD_HEADER, Frame, read_frame_ids, read_frame_pair, read_frames_tsv, write_frames_tsv,
+)
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "golden" / "expected_500"
 
@@ -74,6 +76,7 @@ def test_shard_tsv_round_trip_and_atomic_write(tmp_path):
     assert write_frames_tsv(path, frames) == 50
     assert path.read_text().splitlines()[0] == SHARD_HEADER == "frame_id\tnucleotide\tprotein"
     assert list(read_frames_tsv(path)) == frames
+    assert read_frame_ids(path) == [f.id for f in frames]
     assert [p.name for p in path.parent.iterdir()] == ["shard_00000.tsv"]
 
 
@@ -93,15 +96,19 @@ def test_failed_shard_write_leaves_the_old_file(tmp_path):
         write_frames_tsv(path, [Frame("a\tb", "ATGA", "M")])
 
 
-def test_bad_shard_files(tmp_path):
+@pytest.mark.parametrize("read", [lambda p: list(read_frames_tsv(p)), read_frame_ids])
+def test_bad_shard_files(tmp_path, read):
     path = tmp_path / "s.tsv"
     path.write_text("id\tseq\n")
     with pytest.raises(InputError, match="not a shard file"):
-        list(read_frames_tsv(path))
+        read(path)
     path.write_text(SHARD_HEADER + "\na\tATGA\tM\nb\tATGA\n")
     with pytest.raises(InputError) as err:
-        list(read_frames_tsv(path))
+        read(path)
     assert err.value.problem == "line 3: expected 3 tab-separated fields, found 2"
+    path.write_bytes(SHARD_HEADER.encode() + b"\na\tAT\xffGA\tM\n")
+    with pytest.raises(InputError, match="binary content"):
+        read(path)
 
 
 @pytest.mark.integration

@@ -13,24 +13,25 @@ Writes into ``outdir``, atomically (all files appear together, or none on error)
 Only scores are read, never the GPU or the models: re-running with another threshold is cheap and gives the same
 scores (docs/usage.md, "Re-threshold without recomputing").
 
-Memory: the sample's frame ids and scores (about 300 bytes a frame with Python's overhead), plus 9 bytes a record,
-plus the FASTA header and region spans of each viral record.
+Records, frames, chunks and regions are columns (NumPy arrays and lists), so the roll-up, the one-chunk records'
+regions (most reads) and the tables are computed for all records at once; records of several chunks go through
+regions.find_regions one at a time. Memory: the frame ids and both scores of every frame as text (about 250 bytes a
+frame), plus the records' ids and columns (about 250 bytes a record): about 800 MiB for 1M reads (1.36M frames).
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import json
 import logging
-import statistics
-from array import array
+from collections import Counter
 from pathlib import Path
+
+import numpy as np
 
 from virnucpro import __version__
 from virnucpro.errors import InputError, OptionError, user_path
 from virnucpro.io.atomic import atomic_output_dir
-from virnucpro.io.seqio import FASTA_LINE_WIDTH, read_sequences, wrap_fasta
+from virnucpro.io.seqio import FASTA_LINE_WIDTH, read_raw_sequences, wrap_fasta
 from virnucpro.options import CHUNK_LENGTHS, DEFAULT_MIN_LENGTH, DEFAULT_REGION_GAP
 from virnucpro.report import regions, rollup
 
@@ -61,27 +62,24 @@ def output_names(sample: str) -> dict[str, str]:
     }
 
 
-def _n50(lengths: list[int]) -> int:
-    half = sum(lengths) / 2
-    running = 0
-    for length in sorted(lengths, reverse=True):
-        running += length
-        if running >= half:
-            return length
-    return 0
-
-
-def _length_stats(lengths: array) -> dict:
-    values = [v for v in lengths if v > 0]
-    if not values:
+def _length_stats(lengths: np.ndarray) -> dict:
+    """min, median (statistics.median's value: the middle length, or the mean of the two middle ones), mean, max,
+    N50 and total of the positive lengths."""
+    values = np.sort(lengths[lengths > 0])
+    n = len(values)
+    if not n:
         return {"min": 0, "median": 0, "mean": 0, "max": 0, "n50": 0, "total_bases": 0}
+    total = int(values.sum())
+    middle = n // 2
+    median = int(values[middle]) if n % 2 else (int(values[middle - 1]) + int(values[middle])) / 2
+    longest_first = values[::-1]
     return {
-        "min": min(values),
-        "median": statistics.median(values),
-        "mean": round(sum(values) / len(values), 1),
-        "max": max(values),
-        "n50": _n50(values),
-        "total_bases": sum(values),
+        "min": int(values[0]),
+        "median": median,
+        "mean": round(total / n, 1),
+        "max": int(values[-1]),
+        "n50": int(longest_first[np.argmax(np.cumsum(longest_first) >= total / 2)]),
+        "total_bases": total,
     }
 
 
@@ -89,8 +87,10 @@ def aggregate_sample(sample: str, prediction_paths: list[Path], records_path: Pa
                      threshold: float, outdir: Path, chunk_length: int | None = None,
                      shard_paths: list[Path] | None = None, min_length: int = DEFAULT_MIN_LENGTH,
                      region_gap: int = DEFAULT_REGION_GAP) -> dict:
-    """Write the sample's result files into ``outdir``; return the summary (also written as JSON)."""
-    from virnucpro.classify.outputs import write_highestscore, write_prediction_results
+    """Write the sample's result files into ``outdir``; return the summary (also written as JSON). Works on whole
+    columns (records, chunks, frames, regions) rather than record by record (a million reads: about 40 s on two CPU
+    cores, docs/BENCHMARKS.md)."""
+    from virnucpro.classify import outputs
 
     if not 0.0 <= threshold <= 1.0:
         raise OptionError("threshold", f"must be between 0 and 1, got {threshold}")
@@ -106,41 +106,49 @@ def aggregate_sample(sample: str, prediction_paths: list[Path], records_path: Pa
     rollup.check_unique(preds)
     if shard_paths:
         rollup.check_against_shards(preds, rollup.order_by_shard([Path(p) for p in shard_paths]))
-    candidates = _chunk_lengths(records_path, chunk_length)
+    # Made here, while little else is held: grouping the frames by chunk id is the peak of memory otherwise.
+    highestscore = outputs.highestscore_rows(preds.ids, preds.probs)
+    table = rollup.read_records_table(records_path)
+    candidates = _chunk_lengths(table, chunk_length, records_path)
     if chunk_length is None and len(candidates) == 1:
         chunk_length = next(iter(candidates))
+    chunks_of_frames = rollup.frame_chunks(table, preds.ids)
+    chunk_start, chunk_end = _check_records(table, preds, chunks_of_frames, min_length, candidates, records_path)
+    roll = rollup.roll_up(table, preds.probs, chunks_of_frames, threshold)
+    del chunks_of_frames
+    found = regions.find_all_regions(table.ids, table.length, roll, chunk_start, chunk_end, threshold, region_gap)
+    region_ids = regions.region_ids(table.ids, found)
+    region_code = _region_calls(roll.call, found)
+    viral = np.flatnonzero(roll.call == rollup.CALLS.index("viral"))
     names = output_names(sample)
-    counts = _Counts()
-    viral: dict[int, tuple[str, list[tuple[int, int, str]]]] = {}  # record index -> FASTA header, region spans
-    top: list[tuple] = []  # heap of the best regions
-    region_order = itertools.count()
+    inputs = {"predictions": [str(p) for p in prediction_paths], "records": str(records_path),
+              "input": user_path(input_path)}
 
     with atomic_output_dir(outdir) as tmp:
-        write_prediction_results(tmp / names["prediction_results"], preds.ids, preds.probs)
-        write_highestscore(tmp / names["highestscore"], preds.ids, preds.probs)
-        with _Tables(tmp, names) as out:
-            records = rollup.read_preprocess_records(records_path)
-            for index, result in enumerate(rollup.roll_up(records, preds, threshold, records_path)):
-                rec = result.record
-                _check_min_length(rec, min_length, records_path)
-                chunks = _chunks(rec, result, candidates, records_path)
-                found = regions.find_regions(rec.record_id, rec.length, chunks, threshold, region_gap)
-                result.n_regions = len(found)
-                result.viral_bp = sum(r.length for r in found)
-                result.region_call = regions.region_call(result.call, found)
-                out.write(result, chunks, found, threshold)
-                counts.add(result, len(found))
-                if result.call == "viral":
-                    viral[index] = (regions.viral_header(rec.record_id, result.virus_score, found),
-                                    [(r.start, r.end, regions.region_header(r)) for r in found])
-                for r in found:
-                    _keep_top(top, r, next(region_order))
-        n_viral_written = _write_viral_fasta(input_path, records_path, viral, tmp / names["viral_fasta"],
-                                             tmp / names["regions_fasta"])
-        summary = _summary(sample, threshold, chunk_length, counts, len(preds.ids), names,
-                           {"predictions": [str(p) for p in prediction_paths], "records": str(records_path),
-                            "input": user_path(input_path)}, min_length, region_gap, top)
-        assert n_viral_written == counts.calls["viral"]
+        outputs.write_highestscore(tmp / names["highestscore"], preds.ids, preds.probs, highestscore)
+        del highestscore
+        texts = outputs.score_texts(preds.probs)  # both scores of every frame as text: the largest thing held from here
+        outputs.write_prediction_results(tmp / names["prediction_results"], preds.ids, preds.probs, texts)
+        n_frames, preds = len(preds.ids), None  # nothing below needs the frame ids
+        viral_bp = np.zeros(len(table), np.int64)
+        np.add.at(viral_bp, found.record, found.end - found.start + 1)
+        score_texts = rollup.chunk_score_texts(roll)
+        with _text(tmp / names["records"]) as fh:
+            rollup.write_records(fh, table, roll, np.bincount(found.record, minlength=len(table)), viral_bp,
+                                 region_code, texts[1], score_texts)
+        with _text(tmp / names["chunks"]) as fh:
+            regions.write_chunks(fh, table.ids, roll, chunk_start, chunk_end, regions.chunk_regions(roll, found),
+                                 region_ids, threshold, texts, score_texts)
+        del texts, score_texts
+        with _text(tmp / names["regions"]) as tsv, _text(tmp / names["gff"]) as gff, \
+                _text(tmp / names["bed"]) as bed:
+            region_headers = regions.write_region_files(tsv, gff, bed, table.ids, table.length, found, region_ids)
+        _write_viral_fasta(input_path, records_path, table, viral,
+                           regions.viral_headers(table.ids, roll.virus_score, found, viral),
+                           found, region_headers,
+                           tmp / names["viral_fasta"], tmp / names["regions_fasta"])
+        summary = _summary(sample, threshold, chunk_length, table, roll, found, region_code, n_frames, names, inputs,
+                           min_length, region_gap, _top_regions(table, found, region_ids))
         with open(tmp / names["summary"], "w", encoding="utf-8") as fh:
             json.dump(summary, fh, indent=2)
             fh.write("\n")
@@ -155,160 +163,175 @@ def aggregate_sample(sample: str, prediction_paths: list[Path], records_path: Pa
     return summary
 
 
-class _Counts:
-    """What the summary counts, gathered record by record."""
-
-    def __init__(self):
-        self.status: dict[str, int] = {}
-        self.calls = dict.fromkeys(rollup.CALLS, 0)
-        self.region_calls = dict.fromkeys(rollup.REGION_CALLS, 0)
-        self.lengths = array("q")
-        self.scores: list[float] = []
-        self.max_p: list[float] = []
-        self.chunks = self.chunks_scored = self.chunks_viral = self.regions = 0
-
-    def add(self, result: rollup.RecordResult, n_regions: int) -> None:
-        rec = result.record
-        self.status[rec.status] = self.status.get(rec.status, 0) + 1
-        self.calls[result.call] += 1
-        self.region_calls[result.region_call] += 1
-        self.lengths.append(rec.length)
-        self.chunks += rec.n_chunks
-        self.chunks_scored += result.n_chunks_scored
-        self.chunks_viral += result.n_chunks_viral
-        self.regions += n_regions
-        if result.virus_score is not None:
-            self.scores.append(result.virus_score)
-            self.max_p.append(result.max_p_virus)
+def _text(path: Path):
+    return open(path, "w", encoding="utf-8", newline="\n")
 
 
-class _Tables:
-    """The per-record, per-chunk and per-region files, written one record at a time."""
-
-    def __init__(self, tmp: Path, names: dict[str, str]):
-        self._files = {key: open(tmp / names[key], "w", encoding="utf-8", newline="\n")
-                       for key in ("records", "chunks", "regions", "gff", "bed")}
-
-    def __enter__(self):
-        f = self._files
-        f["records"].write("\t".join(rollup.RECORD_COLUMNS) + "\n")
-        f["chunks"].write("\t".join(regions.CHUNK_COLUMNS) + "\n")
-        f["regions"].write("\t".join(regions.REGION_COLUMNS) + "\n")
-        f["gff"].write(regions.GFF_HEADER)
-        return self
-
-    def write(self, result: rollup.RecordResult, chunks: list[regions.Chunk], found: list[regions.Region],
-              threshold: float) -> None:
-        f = self._files
-        f["records"].write(result.row())
-        f["chunks"].write(regions.chunk_rows(result.record.record_id, chunks, found, threshold))
-        if found:
-            f["regions"].write("".join(regions.region_row(r) for r in found))
-            f["gff"].write(regions.gff_lines(found, result.record.length))
-            f["bed"].write(regions.bed_lines(found))
-
-    def __exit__(self, *exc):
-        for fh in self._files.values():
-            fh.close()
+def _region_calls(call: np.ndarray, found: regions.RegionTable) -> np.ndarray:
+    """Each record's region-aware call, as an index into REGION_CALLS: a viral record is whole when one of its
+    regions (its only one) is, else partial; other calls stay as they are."""
+    whole = np.zeros(len(call), bool)
+    whole[found.record[found.whole]] = True
+    other = np.array([rollup.REGION_CALLS.index(c) if c in rollup.REGION_CALLS else -1 for c in rollup.CALLS])
+    return np.where(call == rollup.CALLS.index("viral"),
+                    np.where(whole, rollup.REGION_CALLS.index("whole"), rollup.REGION_CALLS.index("partial")),
+                    other[call])
 
 
-def _keep_top(top: list[tuple], r: regions.Region, order: int) -> None:
-    """Keep the TOP_REGIONS best regions by max then mean chunk score (earlier in the input first on ties)."""
-    if len(top) >= TOP_REGIONS and (r.max_score, r.mean_score, -order) <= top[0][:3]:
-        return
-    item = (r.max_score, r.mean_score, -order, {
-        "region_id": r.region_id, "record_id": r.record_id, "record_length": r.record_length, "start": r.start,
-        "end": r.end, "length": r.length, "n_chunks": len(r.chunks), "max_chunk_score": r.max_score,
-        "mean_chunk_score": r.mean_score, "whole_record": r.whole})
-    if len(top) < TOP_REGIONS:
-        heapq.heappush(top, item)
-    elif item[:3] > top[0][:3]:
-        heapq.heapreplace(top, item)
+def _top_regions(table: rollup.RecordsTable, found: regions.RegionTable, region_ids: list[str]) -> list[dict]:
+    """The TOP_REGIONS best regions by max then mean chunk score (earlier in the input first on ties)."""
+    best = np.lexsort((np.arange(len(found)), -found.mean_score, -found.max_score))[:TOP_REGIONS].tolist()
+    top = []
+    for k in best:
+        r, start, end = int(found.record[k]), int(found.start[k]), int(found.end[k])
+        top.append({"region_id": region_ids[k], "record_id": table.ids[r], "record_length": int(table.length[r]),
+                    "start": start, "end": end, "length": end - start + 1, "n_chunks": int(found.n_chunks[k]),
+                    "max_chunk_score": float(found.max_score[k]), "mean_chunk_score": float(found.mean_score[k]),
+                    "whole_record": bool(found.whole[k])})
+    return top
 
 
-def _chunk_lengths(records_path: Path, chunk_length: int | None) -> set[int]:
-    """The chunk lengths that fit every chunked record of the table (one pass over it): {chunk_length} when given
-    (an error when a record does not fit it), else those of CHUNK_LENGTHS that fit."""
-    candidates = {chunk_length} if chunk_length else set(CHUNK_LENGTHS)
-    for rec in rollup.read_preprocess_records(records_path):
-        if not rec.n_chunks:
-            continue
-        fitting = rollup.infer_chunk_length(rec.length, rec.n_chunks, candidates)
-        if chunk_length and not fitting:
-            raise InputError(records_path, f"line {rec.line}: record {rec.record_id!r} of {rec.length} bp has "
-                             f"{rec.n_chunks} chunk(s), which {chunk_length} bp chunks cannot give: wrong "
-                             "--chunk-length or records table")
-        if not fitting:
-            raise InputError(records_path, f"line {rec.line}: record {rec.record_id!r} of {rec.length} bp has "
-                             f"{rec.n_chunks} chunk(s), which no published chunk length gives: give --chunk-length")
-        candidates = fitting
-    return candidates
+def _chunk_lengths(table: rollup.RecordsTable, chunk_length: int | None, records_path: Path) -> set[int]:
+    """The chunk lengths that fit every chunked record of the table: {chunk_length} when given (an error when a
+    record does not fit it), else those of CHUNK_LENGTHS that fit. The error names the record where a walk through
+    the table would run out of fitting lengths."""
+    chunked = np.flatnonzero(table.n_chunks > 0)
+    length, n_chunks = table.length[chunked], table.n_chunks[chunked]
+    first_miss = {}
+    for c in ([chunk_length] if chunk_length else sorted(CHUNK_LENGTHS)):
+        miss = np.flatnonzero(-(-length // c) != n_chunks)
+        first_miss[c] = int(miss[0]) if len(miss) else None
+    fitting = {c for c, k in first_miss.items() if k is None}
+    if fitting:
+        return fitting
+    k = int(chunked[max(first_miss.values())])
+    where = f"line {k + 2}: record {table.ids[k]!r} of {table.length[k]} bp has {table.n_chunks[k]} chunk(s)"
+    if chunk_length:
+        raise InputError(records_path, f"{where}, which {chunk_length} bp chunks cannot give: wrong --chunk-length "
+                         "or records table")
+    raise InputError(records_path, f"{where}, which no published chunk length gives: give --chunk-length")
 
 
-def _chunks(rec: rollup.PreprocessRecord, result: rollup.RecordResult, candidates: set[int],
-            records_path: Path) -> list[regions.Chunk]:
-    """The record's chunks with their coordinates and best frame scores."""
-    if not rec.n_chunks:
-        return []
-    if rec.n_chunks == 1:  # the whole record, whatever the chunk length (most reads)
-        chunks = [regions.Chunk(1, 1, rec.length)]
-    else:
-        bounds = {tuple(regions.chunk_bounds(rec.length, rec.n_chunks, c)) for c in candidates}
+def _first(mask: np.ndarray) -> int:
+    """Index of the first True, len(mask) if none."""
+    return int(np.argmax(mask)) if mask.any() else len(mask)
+
+
+def _check_records(table: rollup.RecordsTable, preds: rollup.Predictions, chunks_of_frames: np.ndarray,
+                   min_length: int, candidates: set[int], records_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Every check of the walk through records and frames in lockstep, the first failure raised as a walk record by
+    record meets it: a record's frames (enough left, each its own), then its status against --min-length, then its
+    chunk coordinates; frames left after the last record last. So no frame is silently attached to the wrong
+    record or dropped. Returns every chunk's (start, end), 1-based inclusive."""
+    n, n_records = len(preds.ids), len(table)
+    ends = np.cumsum(table.n_frames)
+    bad = np.flatnonzero(chunks_of_frames == 0)
+    kept = np.fromiter(map("kept".__eq__, table.status), bool, n_records)
+    too_short = np.fromiter(map("too_short".__eq__, table.status), bool, n_records)
+    short = (table.length > 0) & (table.length < min_length)
+    k, check = min(  # (record, check): checks of one record in the order above
+        (_first((table.n_frames > 0) & (ends > n)), 0),
+        (int(np.searchsorted(ends, bad[0], side="right")) if len(bad) else n_records, 1),
+        (_first(kept & (table.n_frames == 0)), 2),
+        (_first(short != too_short), 3))
+    start, end = _chunk_coordinates(table, candidates, records_path, k)
+    if k < n_records:
+        rid, nf, line = table.ids[k], int(table.n_frames[k]), k + 2
+        if check == 0:
+            raise InputError(records_path, f"line {line}: record {rid!r} has {nf} frame(s), but the predictions end "
+                                           f"after {n - int(ends[k]) + nf} more")
+        if check == 1:
+            raise InputError(
+                records_path, f"line {line}: record {rid!r} expects {nf} frame(s) of its {table.n_chunks[k]} "
+                f"chunk(s), but {preds.where(int(bad[0]))} is {preds.ids[bad[0]]!r}: the predictions do not match "
+                "this records table (missing, extra or reordered frames)")
+        if check == 2:
+            raise InputError(records_path, f"line {line}: record {rid!r} is 'kept' with 0 frames")
+        raise InputError(records_path, f"line {line}: record {rid!r} of {table.length[k]} bp is {table.status[k]!r} "
+                         f"but --min-length is {min_length}: the records table was written with another --min-length")
+    used = int(ends[-1]) if n_records else 0
+    if used != n:
+        raise InputError(preds.files[0][0] if preds.files else records_path,
+                         f"{n - used} predicted frame(s) belong to no record of {records_path.name}, from "
+                         f"{preds.where(used)} ({preds.ids[used]!r}): predictions and records table are from "
+                         "different inputs")
+    return start, end
+
+
+def _chunk_coordinates(table: rollup.RecordsTable, candidates: set[int], records_path: Path,
+                       stop: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every chunk's (start, end). A one-chunk record is the whole record, whatever the chunk length (most reads);
+    longer records follow the chunking rule, which must give the same coordinates for every fitting chunk length.
+    Records from ``stop`` on (one of them fails an earlier check) are not looked at."""
+    n_chunks = table.n_chunks
+    start = np.ones(int(n_chunks.sum()), np.int64)
+    end = np.repeat(table.length, n_chunks)
+    first = np.cumsum(n_chunks) - n_chunks
+    for r in np.flatnonzero(n_chunks > 1).tolist():
+        if r >= stop:
+            break
+        length, count = int(table.length[r]), int(n_chunks[r])
+        bounds = {tuple(regions.chunk_bounds(length, count, c)) for c in candidates}
         if len(bounds) != 1:
-            raise InputError(records_path, f"line {rec.line}: the chunk coordinates of record {rec.record_id!r} "
-                             f"depend on the chunk length ({' or '.join(map(str, sorted(candidates)))} bp): give "
+            raise InputError(records_path, f"line {r + 2}: the chunk coordinates of record {table.ids[r]!r} depend "
+                             f"on the chunk length ({' or '.join(map(str, sorted(candidates)))} bp): give "
                              "--chunk-length")
-        chunks = [regions.Chunk(j, start, end) for j, (start, end) in enumerate(next(iter(bounds)), start=1)]
-    for number, (p_others, p_virus, n_frames) in result.chunk_best.items():
-        c = chunks[number - 1]
-        c.max_p_others, c.max_p_virus, c.n_frames = p_others, p_virus, n_frames
-    return chunks
+        start[first[r]:first[r] + count], end[first[r]:first[r] + count] = zip(*next(iter(bounds)))
+    return start, end
 
 
-def _check_min_length(rec: rollup.PreprocessRecord, min_length: int, records_path: Path) -> None:
-    """The records table must come from a preprocess run with the same --min-length."""
-    short = 0 < rec.length < min_length
-    if short != (rec.status == "too_short"):
-        raise InputError(records_path, f"line {rec.line}: record {rec.record_id!r} of {rec.length} bp is "
-                         f"{rec.status!r} but --min-length is {min_length}: the records table was written with "
-                         "another --min-length")
-
-
-def _write_viral_fasta(input_path: Path, records_path: Path, viral: dict, out: Path, regions_out: Path) -> int:
-    """Stream the input once more and copy the records called viral (header: score and regions) and their regions'
-    sequences. The input must be the file that was preprocessed: its records are checked, in lockstep, against the
-    records table (id and length)."""
-    records = rollup.read_preprocess_records(records_path)
-    written = 0
+def _write_viral_fasta(input_path: Path, records_path: Path, table: rollup.RecordsTable, viral: np.ndarray,
+                       headers: list[str], found: regions.RegionTable, region_headers: list[str], out: Path,
+                       regions_out: Path) -> None:
+    """Stream the input once more and copy the records called viral (``headers``: score and regions) and their
+    regions' sequences (every region is in a viral record, in the same order). The input must be the file that was
+    preprocessed: its records' ids and lengths must be the records table's (checked once the input is read; the
+    files are not kept otherwise)."""
+    ids, lengths = [], []
+    viral = viral.tolist() + [-1]  # the next viral record's index is viral[v]
+    spans = zip(found.record.tolist(), found.start.tolist(), found.end.tolist(), region_headers)
+    span = next(spans, None)
+    v = 0
     with open(out, "w", encoding="ascii", newline="\n") as fh, \
             open(regions_out, "w", encoding="ascii", newline="\n") as regions_fh:
-        reader = read_sequences(input_path, unique_ids=False, allow_empty=True)
-        for index, (record_id, seq) in enumerate(reader):
-            rec = next(records, None)
-            if rec is None or rec.record_id != record_id or rec.length != len(seq):
-                expected = "nothing more" if rec is None else f"{rec.record_id!r} ({rec.length} bp)"
-                raise InputError(input_path, f"record {index + 1} is {record_id!r} ({len(seq)} bp) but "
-                                 f"{records_path.name} has {expected} there: --input is not the file that was "
-                                 "preprocessed")
-            if index in viral:
-                header, spans = viral[index]
-                fh.write(wrap_fasta(header, seq, FASTA_LINE_WIDTH))
-                for start, end, region_header in spans:
-                    regions_fh.write(wrap_fasta(region_header, seq[start - 1:end], FASTA_LINE_WIDTH))
-                written += 1
-        rest = next(records, None)
-        if rest is not None:
-            raise InputError(input_path, f"ends before record {rest.record_id!r} of {records_path.name} "
-                             f"(line {rest.line}): --input is not the file that was preprocessed")
-    return written
+        for index, (record_id, seq) in enumerate(read_raw_sequences(input_path, unique_ids=False, allow_empty=True)):
+            ids.append(record_id)
+            lengths.append(len(seq))
+            if index == viral[v]:
+                seq = seq.decode("ascii")
+                body = wrap_fasta("", seq, FASTA_LINE_WIDTH)[2:]  # the sequence lines, after ">\n"
+                fh.write(f">{headers[v]}\n{body}")
+                v += 1
+                while span is not None and span[0] == index:
+                    _, start, end, header = span
+                    whole = start == 1 and end == len(seq)  # most reads: the region is the record
+                    regions_fh.write(f">{header}\n{body}" if whole else
+                                     wrap_fasta(header, seq[start - 1:end], FASTA_LINE_WIDTH))
+                    span = next(spans, None)
+    if ids != table.ids or lengths != table.length.tolist():
+        k = next((k for k, (a, b, m, n) in enumerate(zip(ids, table.ids, lengths, table.length.tolist()))
+                  if a != b or m != n), min(len(ids), len(table)))
+        if k < len(ids):
+            expected = "nothing more" if k >= len(table) else f"{table.ids[k]!r} ({table.length[k]} bp)"
+            raise InputError(input_path, f"record {k + 1} is {ids[k]!r} ({lengths[k]} bp) but {records_path.name} "
+                             f"has {expected} there: --input is not the file that was preprocessed")
+        raise InputError(input_path, f"ends before record {table.ids[k]!r} of {records_path.name} (line {k + 2}): "
+                         "--input is not the file that was preprocessed")
 
 
-def _summary(sample, threshold, chunk_length, counts: _Counts, frames, names, inputs, min_length, region_gap,
+def _tally(codes: np.ndarray, names: tuple[str, ...]) -> dict[str, int]:
+    return dict(zip(names, np.bincount(codes, minlength=len(names)).tolist()))
+
+
+def _summary(sample, threshold, chunk_length, table: rollup.RecordsTable, roll: rollup.RollUp,
+             found: regions.RegionTable, region_code: np.ndarray, frames, names, inputs, min_length, region_gap,
              top) -> dict:
-    n = len(counts.lengths)
-    call_counts, status_counts = counts.calls, counts.status
+    n = len(table)
+    call_counts, region_counts = _tally(roll.call, rollup.CALLS), _tally(region_code, rollup.REGION_CALLS)
+    status_counts = Counter(table.status)
     scored = n - call_counts["no_prediction"]
-    length_stats = _length_stats(counts.lengths)
+    length_stats = _length_stats(table.length)
+    has_score = ~np.isnan(roll.virus_score)
     warnings = []
     if chunk_length and length_stats["median"] and length_stats["median"] < SHORT_READ_FRACTION * chunk_length:
         warnings.append(
@@ -344,23 +367,23 @@ def _summary(sample, threshold, chunk_length, counts: _Counts, frames, names, in
         "records_viral": call_counts["viral"],
         "records_not_viral": call_counts["not_viral"],
         "records_no_prediction": call_counts["no_prediction"],
-        "records_viral_whole": counts.region_calls["whole"],
-        "records_viral_partial": counts.region_calls["partial"],
+        "records_viral_whole": region_counts["whole"],
+        "records_viral_partial": region_counts["partial"],
         "records_too_short": status_counts.get("too_short", 0),
-        "regions": counts.regions,
+        "regions": len(found),
         "percent_viral": round(100.0 * call_counts["viral"] / n, 4) if n else 0.0,
         "percent_viral_of_scored": round(100.0 * call_counts["viral"] / scored, 4) if scored else 0.0,
-        "chunks": counts.chunks,
-        "chunks_scored": counts.chunks_scored,
-        "chunks_viral": counts.chunks_viral,
+        "chunks": int(table.n_chunks.sum()),
+        "chunks_scored": int(roll.n_chunks_scored.sum()),
+        "chunks_viral": int(roll.n_chunks_viral.sum()),
         "frames": frames,
         "record_length": length_stats,
         "histograms": {
             "edges": edges,
-            "virus_score": rollup.histogram(counts.scores),
-            "max_p_virus": rollup.histogram(counts.max_p),
+            "virus_score": rollup.histogram(roll.virus_score[has_score]),
+            "max_p_virus": rollup.histogram(roll.max_p_virus[has_score]),
         },
-        "top_regions": [entry for *_, entry in sorted(top, key=lambda t: t[:3], reverse=True)],
+        "top_regions": top,
         "warnings": warnings,
         "inputs": inputs,
         "outputs": names,

@@ -14,11 +14,15 @@ bridged chunk. A viral record is `whole` when it has a single region holding eve
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from dataclasses import dataclass, field
 from typing import Sequence
 
+import numpy as np
+
+from virnucpro.io.blocks import row_blocks, texts, texts_like, tsv_text, write_blocks
 from virnucpro.preprocess.chunking import chunk_starts
 
 REGION_COLUMNS = (
@@ -126,43 +130,6 @@ def find_regions(record_id: str, length: int, chunks: Sequence[Chunk], threshold
     return regions
 
 
-def region_call(call: str, regions: list[Region]) -> str:
-    """The region-aware call: a viral record is `whole` when its one region holds every scored chunk, else
-    `partial`; other calls stay as they are."""
-    if call != "viral":
-        return call
-    return "whole" if any(r.whole for r in regions) else "partial"
-
-
-def score_text(x: float | None) -> str:
-    """Scores in the region and chunk tables: as records.tsv writes them (shortest round-trip text)."""
-    return "NA" if x is None else repr(float(x))
-
-
-def region_row(r: Region) -> str:
-    cells = (r.region_id, r.record_id, r.start, r.end, r.length, r.chunks[0].number, r.chunks[-1].number,
-             len(r.chunks), r.n_viral, score_text(r.mean_score), score_text(r.max_score),
-             "true" if r.whole else "false")
-    return "\t".join(map(str, cells)) + "\n"
-
-
-def chunk_rows(record_id: str, chunks: Sequence[Chunk], regions: list[Region], threshold: float) -> str:
-    from virnucpro.classify.outputs import format_score
-
-    region_of = {c.number: r.region_id for r in regions for c in r.chunks} if regions else {}
-    rows = []
-    for c in chunks:
-        if c.max_p_virus is None:
-            scores = "NA\tNA\tNA\tno_prediction"
-        else:
-            score = c.score
-            scores = (f"{format_score(c.max_p_virus)}\t{format_score(c.max_p_others)}\t{score!r}\t"
-                      f"{'viral' if score >= threshold else 'not_viral'}")
-        rows.append(f"{record_id}_chunk_{c.number}\t{record_id}\t{c.number}\t{c.start}\t{c.end}\t{c.n_frames}\t"
-                    f"{scores}\t{region_of.get(c.number, 'NA')}\n")
-    return "".join(rows)
-
-
 def gff_seqid(record_id: str) -> str:
     return _SEQID_SAFE.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode()), record_id)
 
@@ -172,37 +139,171 @@ def _attribute(value: str) -> str:
 
 
 GFF_HEADER = "##gff-version 3\n"
+_TRUE_FALSE = ("false", "true")
 
 
-def gff_lines(regions: list[Region], length: int) -> str:
-    """A record's regions as GFF3: its ##sequence-region directive, then one feature line per region."""
-    if not regions:
-        return ""
-    seqid = gff_seqid(regions[0].record_id)
-    out = [f"##sequence-region {seqid} 1 {length}\n"]
-    for r in regions:
-        attributes = ";".join((
-            f"ID={_attribute(r.region_id)}", f"Name={_attribute(r.region_id)}", "virnucpro_call=viral_region",
-            f"mean_chunk_score={r.mean_score:.4f}", f"n_chunks={len(r.chunks)}", f"n_chunks_viral={r.n_viral}",
-            f"chunks={r.chunks[0].number}-{r.chunks[-1].number}", f"whole_record={'true' if r.whole else 'false'}",
-        ))
-        out.append(f"{seqid}\t{GFF_SOURCE}\t{GFF_TYPE}\t{r.start}\t{r.end}\t{r.max_score:.4f}\t.\t.\t{attributes}\n")
-    return "".join(out)
+@dataclass
+class RegionTable:
+    """Every record's regions as columns: in input order, then along the record. Coordinates are 1-based
+    inclusive; chunk scores as Region computes them."""
+
+    record: np.ndarray  # index of the record in the records table
+    index: np.ndarray  # 1-based along the record
+    first_chunk: np.ndarray
+    last_chunk: np.ndarray
+    n_chunks: np.ndarray
+    n_viral: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    mean_score: np.ndarray
+    max_score: np.ndarray
+    whole: np.ndarray  # bool
+
+    def __len__(self) -> int:
+        return len(self.record)
 
 
-def bed_lines(regions: list[Region]) -> str:
-    """BED6: 0-based start, end exclusive; score = max chunk score x 1000 (BED scores are integers 0-1000)."""
-    return "".join(f"{r.record_id}\t{r.start - 1}\t{r.end}\t{r.region_id}\t{round(r.max_score * 1000)}\t.\n"
-                   for r in regions)
+def find_all_regions(record_ids: list[str], length: np.ndarray, roll, chunk_start: np.ndarray,
+                     chunk_end: np.ndarray, threshold: float, gap: int) -> RegionTable:
+    """The regions of every record (``roll`` is rollup.RollUp). A one-chunk record (most reads) has one region,
+    the whole record, when its chunk is viral: that is find_regions' answer, taken for all of them at once;
+    longer records go through find_regions."""
+    first = roll.chunk_first[:-1]
+    n_chunks = np.diff(roll.chunk_first)
+    single = np.flatnonzero(n_chunks == 1)
+    single = single[(roll.chunk_frames[first[single]] > 0) & (roll.chunk_score[first[single]] >= threshold)]
+    one = np.ones(len(single), np.int64)
+    score = roll.chunk_score[first[single]]
+    columns = [single, one, one, one, one, one, one, length[single], score, score, one.astype(bool)]
+    multi = []
+    for r in np.flatnonzero(n_chunks > 1).tolist():
+        lo = first[r]
+        chunks = [Chunk(j, s, e, f, pv if f else None, po if f else None) for j, s, e, f, pv, po in zip(
+            range(1, n_chunks[r] + 1), *(column[lo:lo + n_chunks[r]].tolist() for column in (
+                chunk_start, chunk_end, roll.chunk_frames, roll.chunk_p_virus, roll.chunk_p_others)))]
+        multi += [(r, g.index, g.chunks[0].number, g.chunks[-1].number, len(g.chunks), g.n_viral, g.start, g.end,
+                   g.mean_score, g.max_score, g.whole)
+                  for g in find_regions(record_ids[r], int(length[r]), chunks, threshold, gap)]
+    if multi:
+        columns = [np.concatenate([a, np.array(b, dtype=a.dtype)]) for a, b in zip(columns, zip(*multi))]
+        order = np.argsort(columns[0], kind="stable")  # each record's regions come from one of the two
+        columns = [c[order] for c in columns]
+    return RegionTable(*columns)
 
 
-def viral_header(record_id: str, virus_score: float, regions: list[Region]) -> str:
-    """Header of a record in <sample>.viral.fa: `id score=0.9731 region=1201-8400[,9001-12000]`."""
-    spans = ",".join(f"{r.start}-{r.end}" for r in regions)
-    return f"{record_id} score={virus_score:.4f} region={spans}"
+def region_ids(record_ids: list[str], regions: RegionTable) -> list[str]:
+    return list(map("{}_region_{}".format, _of_regions(record_ids, regions), regions.index.tolist()))
 
 
-def region_header(r: Region) -> str:
-    """Header of a region in <sample>.viral_regions.fa."""
-    return (f"{r.region_id} record={r.record_id} region={r.start}-{r.end} score={r.max_score:.4f} "
-            f"mean_score={r.mean_score:.4f} chunks={len(r.chunks)} whole_record={'true' if r.whole else 'false'}")
+def _of_regions(record_ids: list[str], regions: RegionTable, rows: slice = slice(None)) -> list[str]:
+    return [record_ids[r] for r in regions.record[rows].tolist()]
+
+
+def _true_false(flags: np.ndarray) -> list[str]:
+    return [_TRUE_FALSE[f] for f in flags.tolist()]
+
+
+def _scores(values: np.ndarray, spec: str = "") -> list[str]:
+    """repr() of each score, or format(score, spec)."""
+    return list(map(format, values.tolist(), itertools.repeat(spec))) if spec else list(map(repr, values.tolist()))
+
+
+class _Rows:
+    """The integer columns of a block of regions, as text."""
+
+    def __init__(self, regions: RegionTable, rows: slice):
+        start, end = regions.start[rows], regions.end[rows]
+        self.start, self.end, self.length = texts(start), texts(end), texts(end - start + 1)
+        self.bed_start = texts(start - 1)
+        self.first, self.last = texts(regions.first_chunk[rows]), texts(regions.last_chunk[rows])
+        self.n_chunks, self.n_viral = texts(regions.n_chunks[rows]), texts(regions.n_viral[rows])
+
+
+def chunk_regions(roll, regions: RegionTable) -> np.ndarray:
+    """Each chunk's region, by its place in ``regions``; -1 outside every region."""
+    region = np.full(int(roll.chunk_first[-1]), -1, np.int64)
+    base = roll.chunk_first[regions.record] + regions.first_chunk - 1
+    steps = np.arange(int(regions.n_chunks.sum())) - np.repeat(np.cumsum(regions.n_chunks) - regions.n_chunks,
+                                                               regions.n_chunks)
+    region[np.repeat(base, regions.n_chunks) + steps] = np.repeat(np.arange(len(regions)), regions.n_chunks)
+    return region
+
+
+def write_chunks(fh, record_ids: list[str], roll, chunk_start: np.ndarray, chunk_end: np.ndarray,
+                 region_of_chunk: np.ndarray, ids: list[str], threshold: float,
+                 frame_score_texts: tuple[list[str], list[str]], score_texts: list[str]) -> None:
+    """The rows of <sample>.chunks.tsv (CHUNK_COLUMNS). ``frame_score_texts``: each frame's P(others) and P(virus)
+    as prediction_results.txt writes them; ``score_texts``: each chunk's score (rollup.chunk_score_texts);
+    ``ids`` are the region ids."""
+    from virnucpro.report.rollup import CALLS, MISSING, call_codes, frame_texts
+
+    n_chunks = np.diff(roll.chunk_first)
+    record_of_chunk = np.repeat(np.arange(len(n_chunks)), n_chunks)
+    number = np.arange(len(chunk_start)) - roll.chunk_first[record_of_chunk] + 1
+    call = call_codes(np.where(roll.chunk_frames > 0, roll.chunk_score, np.nan), threshold)
+    others, virus = frame_score_texts
+
+    def block(rows: slice) -> str:
+        of_chunk = [record_ids[r] for r in record_of_chunk[rows].tolist()]
+        numbers = texts(number[rows])
+        return tsv_text((
+            list(map("{}_chunk_{}".format, of_chunk, numbers)), of_chunk, numbers, texts(chunk_start[rows]),
+            texts(chunk_end[rows]), texts(roll.chunk_frames[rows]),
+            frame_texts(roll.chunk_virus_frame[rows], roll.chunk_p_virus[rows], virus),
+            frame_texts(roll.chunk_others_frame[rows], roll.chunk_p_others[rows], others),
+            score_texts[rows], [CALLS[c] for c in call[rows].tolist()],
+            [ids[k] if k >= 0 else MISSING for k in region_of_chunk[rows].tolist()]))
+
+    fh.write("\t".join(CHUNK_COLUMNS) + "\n")
+    write_blocks(fh, len(chunk_start), block)
+
+
+def _escaped(values: list[str], unsafe: re.Pattern, escape) -> list[str]:
+    """``escape`` of each value; the values themselves when none holds a character to escape (one search)."""
+    return list(map(escape, values)) if unsafe.search("".join(values)) else values
+
+
+def write_region_files(tsv, gff, bed, record_ids: list[str], length: np.ndarray, regions: RegionTable,
+                       ids: list[str]) -> list[str]:
+    """Write the regions as <sample>.viral_regions.tsv (REGION_COLUMNS), GFF3 (each record's ##sequence-region
+    directive, then one feature line per region) and BED6 (0-based start, end exclusive; score = max chunk score x
+    1000 rounded half to even like round(), as BED scores are integers 0-1000) to the open files, a block of
+    regions at a time; return the headers of the regions in <sample>.viral_regions.fa. ``ids``: region ids."""
+    tsv.write("\t".join(REGION_COLUMNS) + "\n")
+    gff.write(GFF_HEADER)
+    headers: list[str] = []
+    for rows in row_blocks(len(regions)):
+        r = _Rows(regions, rows)
+        n = len(r.start)
+        of_region = _of_regions(record_ids, regions, rows)
+        scores = regions.mean_score[rows], regions.max_score[rows]
+        top, top4 = _scores(scores[1]), _scores(scores[1], ".4f")
+        mean, mean4 = texts_like(scores[0], scores[1], top), texts_like(scores[0], scores[1], top4, "{:.4f}".format)
+        whole = _true_false(regions.whole[rows])
+        tsv.write(tsv_text((ids[rows], of_region, r.start, r.end, r.length, r.first, r.last, r.n_chunks, r.n_viral,
+                            mean, top, whole)))
+        seqids = _escaped(of_region, _SEQID_SAFE, gff_seqid)
+        names = _escaped(ids[rows], _ATTRIBUTE_UNSAFE, _attribute)
+        first = [f"##sequence-region {seqid} 1 {size}\n{seqid}" if k == 1 else seqid
+                 for k, seqid, size in zip(regions.index[rows].tolist(), seqids, length[regions.record[rows]].tolist())]
+        attributes = map("ID={0};Name={0};virnucpro_call=viral_region;mean_chunk_score={1};n_chunks={2};"
+                         "n_chunks_viral={3};chunks={4}-{5};whole_record={6}".format,
+                         names, mean4, r.n_chunks, r.n_viral, r.first, r.last, whole)
+        gff.write(tsv_text((first, [GFF_SOURCE] * n, [GFF_TYPE] * n, r.start, r.end, top4, ["."] * n, ["."] * n,
+                            list(attributes))))
+        bed.write(tsv_text((of_region, r.bed_start, r.end, ids[rows],
+                            texts(np.rint(regions.max_score[rows] * 1000).astype(np.int64)), ["."] * n)))
+        headers.extend(map("{} record={} region={}-{} score={} mean_score={} chunks={} whole_record={}".format,
+                           ids[rows], of_region, r.start, r.end, top4, mean4, r.n_chunks, whole))
+    return headers
+
+
+def viral_headers(record_ids: list[str], virus_score: np.ndarray, regions: RegionTable,
+                  records: np.ndarray) -> list[str]:
+    """Headers of ``records`` (viral ones) in <sample>.viral.fa: `id score=0.9731 region=1201-8400[,9001-12000]`."""
+    spans = list(map("{}-{}".format, regions.start.tolist(), regions.end.tolist()))
+    lo = np.searchsorted(regions.record, records).tolist()
+    hi = np.searchsorted(regions.record, records, side="right").tolist()
+    return list(map("{} score={} region={}".format, [record_ids[r] for r in records.tolist()],
+                    _scores(virus_score[records], ".4f"),
+                    [spans[a] if b == a + 1 else ",".join(spans[a:b]) for a, b in zip(lo, hi)]))

@@ -18,16 +18,18 @@ that other rules (e.g. a majority of chunks, for contigs) can be applied by filt
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
 from virnucpro.errors import InputError
+from virnucpro.io.blocks import cell_blocks, texts, texts_like, tsv_text, write_blocks
 
 FRAME_SUFFIX = re.compile(r"_chunk_([1-9][0-9]*)[FR][123]\Z")
 SHARD_INDEX = re.compile(r"shard_([0-9]+)")
@@ -42,55 +44,6 @@ REGION_CALLS = ("whole", "partial", "not_viral", "no_prediction")
 HISTOGRAM_BINS = 20
 MISSING = "NA"
 SHOW_IDS = 5  # ids named in an error message before "... and N more"
-
-
-@dataclass(slots=True)  # a million of them are made per pass over a read sample's table
-class PreprocessRecord:
-    line: int
-    record_id: str
-    length: int
-    n_chunks: int
-    n_frames: int
-    status: str
-
-
-@dataclass(slots=True)
-class RecordResult:
-    record: PreprocessRecord
-    n_chunks_scored: int = 0
-    n_chunks_viral: int = 0
-    max_p_virus: float | None = None
-    mean_chunk_score: float | None = None
-    virus_score: float | None = None
-    call: str = "no_prediction"
-    # chunk number -> [max P(others), max P(virus), frames] over the chunk's scored frames
-    chunk_best: dict[int, list] = field(default_factory=dict)
-    n_regions: int = 0
-    viral_bp: int = 0
-    region_call: str = ""  # set by the caller from the regions; the call itself until then
-
-    def row(self) -> str:
-        r = self.record
-        fraction = self.n_chunks_viral / self.n_chunks_scored if self.n_chunks_scored else None
-        cells = (
-            r.record_id, r.length, r.status, r.n_chunks, r.n_frames, self.n_chunks_scored, self.n_chunks_viral,
-            _number(fraction), _probability(self.max_p_virus), _number(self.mean_chunk_score),
-            _number(self.virus_score), self.call, self.n_regions, self.viral_bp, self.region_call or self.call,
-        )
-        return "\t".join(map(str, cells)) + "\n"
-
-
-def _number(x: float | None) -> str:
-    """Scores as the shortest text that reads back to the same float64 (so filtering the table on a score gives
-    the same answer as the call column), NA when there is none."""
-    return MISSING if x is None else repr(float(x))
-
-
-def _probability(p: float | None) -> str:
-    """A frame's probability as prediction_results.txt writes it (float32 text), NA when there is none."""
-    from virnucpro.classify.outputs import format_score
-
-    return MISSING if p is None else format_score(p)
 
 
 @dataclass
@@ -144,6 +97,8 @@ def _named(ids: list[str]) -> str:
 
 
 def check_unique(preds: Predictions) -> None:
+    if len(set(preds.ids)) == len(preds.ids):
+        return
     seen: set[str] = set()
     repeated: dict[str, None] = {}
     for i in preds.ids:
@@ -158,9 +113,9 @@ def check_unique(preds: Predictions) -> None:
 
 def check_against_shards(preds: Predictions, shard_paths: list[Path]) -> None:
     """The scored frames must be exactly the shards' frames, in the same order."""
-    from virnucpro.io.frames import read_frames_tsv
+    from virnucpro.io.frames import read_frame_ids
 
-    expected = [f.id for path in shard_paths for f in read_frames_tsv(path)]
+    expected = [i for path in shard_paths for i in read_frame_ids(path)]
     if expected == preds.ids:
         return
     got = set(preds.ids)
@@ -178,8 +133,23 @@ def check_against_shards(preds: Predictions, shard_paths: list[Path]) -> None:
                             f"shards have {expected[at]!r} there (pass the prediction files in shard order)")
 
 
-def read_preprocess_records(path: str | os.PathLike) -> Iterator[PreprocessRecord]:
-    """Rows of preprocess's records.tsv, in input order."""
+@dataclass
+class RecordsTable:
+    """preprocess's records.tsv as columns, in input order: record k is on line k + 2."""
+
+    ids: list[str]
+    length: np.ndarray  # int64, like the three counts
+    n_chunks: np.ndarray
+    n_frames: np.ndarray
+    status: list[str]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def read_records_table(path: str | os.PathLike) -> RecordsTable:
+    """Read preprocess's records.tsv into columns, a block of lines at a time; a bad line stops with its number
+    (the first one, as a line-by-line reader would find it)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "records table not found")
@@ -190,74 +160,184 @@ def read_preprocess_records(path: str | os.PathLike) -> Iterator[PreprocessRecor
             raise InputError(path, f"not a preprocess records.tsv: no {missing[0]!r} column")
         id_col, length_col, chunks_col, frames_col, status_col = (header.index(c) for c in PREPROCESS_COLUMNS)
         width = len(header)
-        for line, text in enumerate(fh, start=2):
-            cells = text.rstrip("\r\n").split("\t")
-            if len(cells) != width:
-                raise InputError(path, f"line {line}: {len(cells)} fields, the header has {width}")
+        ids: list[str] = []
+        status: list[str] = []
+        parts = []
+        for line, cells, n, fields in cell_blocks(fh, width, 2):
+            counts = [cells[c::width] for c in (length_col, chunks_col, frames_col)]
             try:
-                yield PreprocessRecord(line, cells[id_col], int(cells[length_col]), int(cells[chunks_col]),
-                                       int(cells[frames_col]), cells[status_col])
-            except ValueError:
-                raise InputError(path, f"line {line}: length, n_chunks and n_frames must be integers") from None
+                parts.append([np.fromiter(map(int, column), np.int64, n) for column in counts])
+            except (ValueError, OverflowError):
+                bad = next(k for k in range(n) if not all(_is_count(column[k]) for column in counts))
+                raise InputError(path, f"line {line + bad}: length, n_chunks and n_frames must be integers") from None
+            if fields is not None:
+                raise InputError(path, f"line {line + n}: {fields} fields, the header has {width}")
+            ids += cells[id_col::width]
+            status += map(sys.intern, cells[status_col::width])  # a few distinct values, each held once
+    length, n_chunks, n_frames = (np.concatenate([p[k] for p in parts]) if parts else np.zeros(0, np.int64)
+                                  for k in range(3))
+    negative = np.flatnonzero((length < 0) | (n_chunks < 0) | (n_frames < 0))
+    if len(negative):
+        raise InputError(path, f"line {negative[0] + 2}: length, n_chunks and n_frames must not be negative")
+    return RecordsTable(ids, length, n_chunks, n_frames, status)
 
 
-def roll_up(records: Iterator[PreprocessRecord], preds: Predictions, threshold: float,
-            records_path: Path) -> Iterator[RecordResult]:
-    """Walk the records and the frames in lockstep: each record takes the next n_frames frames, which must be its
-    own (id ``<record id>_chunk_<j>F|R<1..3>`` with j <= n_chunks). Any disagreement stops with an error naming
-    the record and the frame, so no frame is silently attached to the wrong record or dropped."""
-    ids, probs = preds.ids, preds.probs
-    n = len(ids)
-    i = 0
-    for rec in records:
-        result = RecordResult(rec)
-        if rec.n_frames:
-            if i + rec.n_frames > n:
-                raise InputError(records_path, f"line {rec.line}: record {rec.record_id!r} has {rec.n_frames} "
-                                               f"frame(s), but the predictions end after {n - i} more")
-            chunks = result.chunk_best
-            prefix = rec.record_id + "_chunk_"
-            scores_of_frames = probs[i:i + rec.n_frames].tolist()  # one NumPy call per record, not per frame
-            for k, (p_others, p_virus) in zip(range(i, i + rec.n_frames), scores_of_frames):
-                frame = ids[k]
-                m = FRAME_SUFFIX.search(frame)
-                if not frame.startswith(prefix) or m is None or m.start() != len(rec.record_id) \
-                        or int(m.group(1)) > rec.n_chunks:
-                    raise InputError(
-                        records_path, f"line {rec.line}: record {rec.record_id!r} expects {rec.n_frames} frame(s) "
-                        f"of its {rec.n_chunks} chunk(s), but {preds.where(k)} is {frame!r}: the predictions do "
-                        "not match this records table (missing, extra or reordered frames)")
-                best = chunks.setdefault(int(m.group(1)), [0.0, 0.0, 0])
-                best[2] += 1
-                if p_others > best[0]:
-                    best[0] = p_others
-                if p_virus > best[1]:
-                    best[1] = p_virus
-            i += rec.n_frames
-            scores = [0.5 + (p_virus - p_others) / 2 for p_others, p_virus, _ in chunks.values()]
-            result.n_chunks_scored = len(chunks)
-            result.n_chunks_viral = sum(p_virus >= p_others for p_others, p_virus, _ in chunks.values())
-            result.max_p_virus = max(p_virus for _, p_virus, _ in chunks.values())
-            result.mean_chunk_score = math.fsum(scores) / len(scores)
-            result.virus_score = max(scores)
-            result.call = "viral" if result.virus_score >= threshold else "not_viral"
-        elif rec.status == "kept":
-            raise InputError(records_path, f"line {rec.line}: record {rec.record_id!r} is 'kept' with 0 frames")
-        yield result
-    if i != n:
-        raise InputError(preds.files[0][0] if preds.files else records_path,
-                         f"{n - i} predicted frame(s) belong to no record of {records_path.name}, from "
-                         f"{preds.where(i)} ({ids[i]!r}): predictions and records table are from different inputs")
+def _is_count(text: str) -> bool:
+    try:
+        np.int64(int(text))
+    except (ValueError, OverflowError):
+        return False
+    return True
 
 
-def histogram(values: list[float], bins: int = HISTOGRAM_BINS) -> list[int]:
+def frame_chunks(table: RecordsTable, ids: list[str]) -> np.ndarray:
+    """Each frame's chunk number in the record the lockstep walk gives it (record by record, each takes the next
+    n_frames frames), for the frames the records account for; 0 where the frame is not the record's own, i.e. its
+    id is not ``<record id>_chunk_<j>F|R<1..3>`` with j <= n_chunks. Most ids share a few suffixes (1F1 ... 1R3
+    for reads), so each distinct suffix is parsed once."""
+    m = min(len(ids), int(table.n_frames.sum()))
+    prefixes = list(itertools.islice(itertools.chain.from_iterable(
+        map(itertools.repeat, map(str.__add__, table.ids, itertools.repeat("_chunk_")), table.n_frames.tolist())), m))
+    own = np.fromiter(map(str.startswith, ids, prefixes), bool, m)
+    suffixes = list(map(str.removeprefix, ids, prefixes))
+    del prefixes
+    number = {s: _chunk_number(s) for s in set(suffixes)}
+    chunk = np.fromiter(map(number.__getitem__, suffixes), np.int64, m)
+    record = np.repeat(np.arange(len(table)), table.n_frames)[:m]
+    chunk[~own | (chunk > table.n_chunks[record])] = 0
+    return chunk
+
+
+def _chunk_number(suffix: str) -> int:
+    m = FRAME_SUFFIX.fullmatch("_chunk_" + suffix)
+    return int(m.group(1)) if m else 0
+
+
+@dataclass
+class RollUp:
+    """Per chunk (every record's chunks in order; record r's are chunk_first[r]:chunk_first[r + 1]) and per record:
+    the best frame scores, chunk scores and calls. ``*_frame`` is a frame holding that maximum, -1 if none."""
+
+    chunk_first: np.ndarray
+    chunk_frames: np.ndarray
+    chunk_p_virus: np.ndarray  # float64 holding float32 values; 0 when the chunk has no frame
+    chunk_p_others: np.ndarray
+    chunk_virus_frame: np.ndarray
+    chunk_others_frame: np.ndarray
+    chunk_score: np.ndarray  # meaningful where chunk_frames > 0
+    n_chunks_scored: np.ndarray
+    n_chunks_viral: np.ndarray
+    max_p_virus: np.ndarray  # per record; NaN when nothing was scored, like the two below
+    max_virus_frame: np.ndarray
+    mean_chunk_score: np.ndarray
+    virus_score: np.ndarray
+    best_chunk: np.ndarray  # a chunk whose score is virus_score, -1 if none
+    call: np.ndarray  # index into CALLS
+
+
+def roll_up(table: RecordsTable, probs: np.ndarray, chunks_of_frames: np.ndarray, threshold: float) -> RollUp:
+    """Scores of frames that frame_chunks accepted (every one), grouped by chunk and record with array operations;
+    the maxima start at 0 like the original's comparisons."""
+    n_records = len(table)
+    chunk_first = np.zeros(n_records + 1, np.int64)
+    np.cumsum(table.n_chunks, out=chunk_first[1:])
+    m = len(chunks_of_frames)
+    group = chunk_first[:-1][np.repeat(np.arange(n_records), table.n_frames)[:m]] + chunks_of_frames - 1
+    n_chunks = int(chunk_first[-1])
+    frames = np.bincount(group, minlength=n_chunks)
+    best, where = [], []
+    for column in (1, 0):
+        p = probs[:m, column].astype(np.float64)
+        top = np.zeros(n_chunks)
+        np.maximum.at(top, group, p)
+        frame = np.full(n_chunks, -1, np.int64)
+        hit = p == top[group]
+        frame[group[hit]] = np.flatnonzero(hit)  # any frame holding the maximum: they all print the same
+        best.append(top)
+        where.append(frame)
+    p_virus, p_others = best
+    score = 0.5 + (p_virus - p_others) / 2
+    scored = frames > 0
+    record_of_chunk = np.repeat(np.arange(n_records), table.n_chunks)
+    n_scored = np.bincount(record_of_chunk, weights=scored, minlength=n_records).astype(np.int64)
+    n_viral = np.bincount(record_of_chunk, weights=scored & (p_virus >= p_others), minlength=n_records).astype(np.int64)
+    virus_score, max_p = np.full(n_records, np.nan), np.full(n_records, np.nan)
+    of_scored = record_of_chunk[scored]
+    for out, values in ((virus_score, score), (max_p, p_virus)):
+        out[np.unique(of_scored)] = -np.inf
+        np.maximum.at(out, of_scored, values[scored])
+    max_frame, best_chunk = np.full(n_records, -1, np.int64), np.full(n_records, -1, np.int64)
+    hit = scored & (p_virus == max_p[record_of_chunk])
+    max_frame[record_of_chunk[hit]] = where[0][hit]
+    hit = scored & (score == virus_score[record_of_chunk])
+    best_chunk[record_of_chunk[hit]] = np.flatnonzero(hit)
+    mean = virus_score.copy()  # a record's only scored chunk is its mean
+    for r in np.flatnonzero(n_scored > 1).tolist():
+        lo, hi = chunk_first[r], chunk_first[r + 1]
+        scores = score[lo:hi][scored[lo:hi]].tolist()
+        mean[r] = math.fsum(scores) / len(scores)
+    return RollUp(chunk_first, frames, p_virus, p_others, where[0], where[1], score, n_scored, n_viral, max_p,
+                  max_frame, mean, virus_score, best_chunk, call_codes(virus_score, threshold))
+
+
+def call_codes(scores: np.ndarray, threshold: float) -> np.ndarray:
+    """The call of each score as an index into CALLS: viral at or above the threshold, no_prediction for NaN."""
+    return np.where(np.isnan(scores), CALLS.index("no_prediction"),
+                    np.where(scores >= threshold, CALLS.index("viral"), CALLS.index("not_viral")))
+
+
+def number_texts(values: np.ndarray) -> list[str]:
+    """Scores as the shortest text that reads back to the same float64 (so filtering a table on a score gives the
+    same answer as its call column), NA for NaN (none). Each distinct value is written once (a fraction of chunks
+    takes a few values); a -0.0 beside 0.0 (never made here: scores add 0.5) keeps its sign."""
+    zeros = values[values == 0]
+    if np.signbit(zeros).any() and not np.signbit(zeros).all():
+        distinct, index = values, np.arange(len(values))
+    else:
+        distinct, index = np.unique(values, return_inverse=True)
+    texts = [MISSING if x != x else repr(x) for x in distinct.tolist()]
+    return list(map(texts.__getitem__, index.tolist()))
+
+
+def chunk_score_texts(roll: RollUp) -> list[str]:
+    """Each chunk's score as number_texts writes it (NA without a frame); the records table reuses them for its
+    virus_score (the best chunk's) and, through texts_like, its mean_chunk_score (NaN exactly where virus_score is,
+    so only real numbers are converted there)."""
+    return number_texts(np.where(roll.chunk_frames > 0, roll.chunk_score, np.nan))
+
+
+def frame_texts(frame: np.ndarray, values: np.ndarray, per_frame: list[str]) -> list[str]:
+    """A best frame's score as prediction_results.txt writes it (``per_frame``: every frame's text), NA where there
+    is no frame and 0.0 where the best is zero (the maximum starts at 0.0, which a frame's -0.0 does not beat)."""
+    out = [per_frame[k] if k >= 0 else MISSING for k in frame.tolist()]
+    for k in np.flatnonzero((frame >= 0) & (values == 0)).tolist():
+        out[k] = "0.0"
+    return out
+
+
+def write_records(fh, table: RecordsTable, roll: RollUp, n_regions: np.ndarray, viral_bp: np.ndarray,
+                  region_call: np.ndarray, virus_texts: list[str], score_texts: list[str]) -> None:
+    """The rows of <sample>.records.tsv (RECORD_COLUMNS); ``region_call`` indexes REGION_CALLS, ``virus_texts``
+    are each frame's P(virus) as prediction_results.txt writes it, ``score_texts`` each chunk's score as
+    chunk_score_texts gives it."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fraction = roll.n_chunks_viral / roll.n_chunks_scored
+
+    def block(rows: slice) -> str:
+        virus = [score_texts[k] if k >= 0 else MISSING for k in roll.best_chunk[rows].tolist()]
+        return tsv_text((
+            table.ids[rows], texts(table.length[rows]), table.status[rows], texts(table.n_chunks[rows]),
+            texts(table.n_frames[rows]), texts(roll.n_chunks_scored[rows]), texts(roll.n_chunks_viral[rows]),
+            number_texts(fraction[rows]), frame_texts(roll.max_virus_frame[rows], roll.max_p_virus[rows], virus_texts),
+            texts_like(roll.mean_chunk_score[rows], roll.virus_score[rows], virus), virus,
+            [CALLS[c] for c in roll.call[rows].tolist()], texts(n_regions[rows]), texts(viral_bp[rows]),
+            [REGION_CALLS[c] for c in region_call[rows].tolist()]))
+
+    fh.write("\t".join(RECORD_COLUMNS) + "\n")
+    write_blocks(fh, len(table), block)
+
+
+def histogram(values: np.ndarray, bins: int = HISTOGRAM_BINS) -> list[int]:
     """Counts in ``bins`` equal bins over [0, 1]; 1.0 falls in the last bin."""
-    counts = [0] * bins
-    for v in values:
-        counts[min(int(v * bins), bins - 1)] += 1
-    return counts
-
-
-def infer_chunk_length(length: int, n_chunks: int, candidates: set[int]) -> set[int]:
-    """The chunk lengths among ``candidates`` that give ``n_chunks`` chunks for a record of ``length`` bases."""
-    return {c for c in candidates if -(-length // c) == n_chunks}
+    index = np.minimum((np.asarray(values, np.float64) * bins).astype(np.int64), bins - 1)
+    return np.bincount(index, minlength=bins).tolist()

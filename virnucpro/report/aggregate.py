@@ -21,6 +21,7 @@ frame), plus the records' ids and columns (about 250 bytes a record): about 800 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections import Counter
@@ -31,6 +32,7 @@ import numpy as np
 from virnucpro import __version__
 from virnucpro.errors import InputError, OptionError, user_path
 from virnucpro.io.atomic import atomic_output_dir
+from virnucpro.io.forked import Forked
 from virnucpro.io.seqio import FASTA_LINE_WIDTH, read_raw_sequences, wrap_fasta
 from virnucpro.options import CHUNK_LENGTHS, DEFAULT_MIN_LENGTH, DEFAULT_REGION_GAP
 from virnucpro.report import regions, rollup
@@ -124,7 +126,16 @@ def aggregate_sample(sample: str, prediction_paths: list[Path], records_path: Pa
     inputs = {"predictions": [str(p) for p in prediction_paths], "records": str(records_path),
               "input": user_path(input_path)}
 
-    with atomic_output_dir(outdir) as tmp:
+    with atomic_output_dir(outdir) as tmp, contextlib.ExitStack() as stack:  # a child stops before tmp goes
+        with _text(tmp / names["regions"]) as tsv, _text(tmp / names["gff"]) as gff, \
+                _text(tmp / names["bed"]) as bed:
+            region_headers = regions.write_region_files(tsv, gff, bed, table.ids, table.length, found, region_ids)
+        # The input is read once more for the FASTA files (a third of the work at 1M reads): in a child, beside
+        # the tables written here.
+        fasta = stack.enter_context(Forked(
+            _write_viral_fasta, input_path, records_path, table, viral,
+            regions.viral_headers(table.ids, roll.virus_score, found, viral), found, region_headers,
+            tmp / names["viral_fasta"], tmp / names["regions_fasta"]))
         outputs.write_highestscore(tmp / names["highestscore"], preds.ids, preds.probs, highestscore)
         del highestscore
         texts = outputs.score_texts(preds.probs)  # both scores of every frame as text: the largest thing held from here
@@ -140,13 +151,7 @@ def aggregate_sample(sample: str, prediction_paths: list[Path], records_path: Pa
             regions.write_chunks(fh, table.ids, roll, chunk_start, chunk_end, regions.chunk_regions(roll, found),
                                  region_ids, threshold, texts, score_texts)
         del texts, score_texts
-        with _text(tmp / names["regions"]) as tsv, _text(tmp / names["gff"]) as gff, \
-                _text(tmp / names["bed"]) as bed:
-            region_headers = regions.write_region_files(tsv, gff, bed, table.ids, table.length, found, region_ids)
-        _write_viral_fasta(input_path, records_path, table, viral,
-                           regions.viral_headers(table.ids, roll.virus_score, found, viral),
-                           found, region_headers,
-                           tmp / names["viral_fasta"], tmp / names["regions_fasta"])
+        fasta.wait()
         summary = _summary(sample, threshold, chunk_length, table, roll, found, region_code, n_frames, names, inputs,
                            min_length, region_gap, _top_regions(table, found, region_ids))
         with open(tmp / names["summary"], "w", encoding="utf-8") as fh:

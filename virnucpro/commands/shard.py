@@ -34,8 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from virnucpro.embed.shard import auto_shard_tokens, frame_stats, gpus_for_sizing, split_frames
-    from virnucpro.io.frames import read_frame_pair
+    from virnucpro.embed.shard import auto_shard_tokens, block_stats, gpus_for_sizing, split_blocks
+    from virnucpro.io.frames import read_frame_blocks
 
     if args.shard_tokens is not None and args.shard_tokens < 1:
         raise OptionError("shard_tokens", f"must be a positive number of tokens, got {args.shard_tokens}")
@@ -47,9 +47,9 @@ def run(args: argparse.Namespace) -> int:
             gpus, source = args.num_gpus, options.flag("num_gpus")
         else:
             gpus, source = gpus_for_sizing(args.device, args.gpus)
-        stats = frame_stats(read_frame_pair(args.nucleotide, args.protein))  # a first pass: totals only
+        stats = block_stats(read_frame_blocks(args.nucleotide, args.protein))  # a first pass: totals only
         budget = auto_shard_tokens(stats, gpus)
         how = (f"auto: {stats.frames:,} frames, {stats.tokens:,} tokens, {gpus} GPU(s) from {source}")
-    shards = split_frames(read_frame_pair(args.nucleotide, args.protein), args.outdir, budget)
+    shards = split_blocks(read_frame_blocks(args.nucleotide, args.protein), args.outdir, budget)
     print(f"{len(shards)} shard(s) of at most {budget:,} tokens in {args.outdir} ({how})")
     return 0

@@ -20,20 +20,21 @@ Speed: about 10x the original per core (docs/BENCHMARKS.md, "Preprocessing"); th
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Iterable, NamedTuple
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from virnucpro.errors import InputError
 from virnucpro.io.atomic import atomic_output_dir
-from virnucpro.io.seqio import FASTA_LINE_WIDTH, read_raw_sequences
+from virnucpro.io.seqio import FASTA_LINE_WIDTH, read_raw_batches
 from virnucpro.preprocess.chunking import chunk_starts
 from virnucpro.preprocess.sixframe import FRAME_SUFFIXES, identify_frames
 
@@ -47,7 +48,8 @@ SHORT_READ_FRACTION = 0.75  # warn when the median record is shorter than this f
 
 # Letters that are no nucleotide code (IUPAC: A C G T U R Y S W K M B D H V N) but are amino acids, and the stop
 # '*': a record holding one is protein, and scoring its "frames" would give a meaningless call.
-_PROTEIN_ONLY = re.compile(rb"[EFIJLOPQZefijlopqz*]")
+_PROTEIN_ONLY_LETTERS = b"EFIJLOPQZefijlopqz*"
+_PROTEIN_ONLY = re.compile(b"[" + re.escape(_PROTEIN_ONLY_LETTERS) + b"]")
 
 OUTPUT_FILES = ("chunked.fa", "identified_nucleotide.fa", "identified_protein.faa", "records.tsv")
 
@@ -124,11 +126,14 @@ class _Batch:
         self.lengths: list[int] = []
         self.bases = 0
 
-    def add(self, record_id: str, seq: bytes, skip: bool = False) -> None:
-        self.ids.append(record_id)
-        self.seqs.append(b"" if skip else seq)
-        self.lengths.append(len(seq))
-        self.bases += 0 if skip else len(seq)
+    def extend(self, ids: list[str], seqs: list[bytes], lengths: list[int], min_length: int) -> None:
+        """Add records; those shorter than ``min_length`` go in as empty sequences (listed, never chunked)."""
+        self.ids += ids
+        if min_length and min(lengths, default=min_length) < min_length:
+            seqs = [seq if len(seq) >= min_length else b"" for seq in seqs]
+        self.seqs += seqs
+        self.lengths += lengths
+        self.bases += sum(map(len, seqs))
 
 
 class _Layout(NamedTuple):
@@ -139,7 +144,7 @@ class _Layout(NamedTuple):
     chunk_record: np.ndarray  # per chunk: index of its record
     starts: np.ndarray  # per chunk
     lengths: np.ndarray  # per chunk
-    chunk_ids: list[bytes]  # per chunk
+    chunk_headers: list[bytes]  # per chunk: '>' and the chunk id
 
 
 def _layout(batch: _Batch, chunk_length: int) -> _Layout:
@@ -156,41 +161,39 @@ def _layout(batch: _Batch, chunk_length: int) -> _Layout:
             int(record_length[r]), chunk_length
         )
     chunk_number = np.arange(n_chunks) - first_chunk[chunk_record] + 1
-    record_ids = [rid.encode("ascii") for rid in batch.ids]
+    record_headers = (">" + "\n>".join(batch.ids)).encode("ascii").split(b"\n")  # ids hold no newline
     return _Layout(
         record_length,
         chunks_of_record,
         chunk_record,
         record_start[chunk_record] + offset_in_record,
         np.minimum(chunk_length, record_length[chunk_record] - offset_in_record),
-        [record_ids[r] + _chunk_suffix(j) for r, j in zip(chunk_record.tolist(), chunk_number.tolist())],
+        list(map(bytes.__add__, map(record_headers.__getitem__, chunk_record.tolist()),
+                 map(_chunk_suffixes(int(chunk_number.max(initial=0))).__getitem__, chunk_number.tolist()))),
     )
 
 
-def _write_pass(seq: bytes, starts: np.ndarray, lengths: np.ndarray, chunk_ids: list[bytes], out: _Writers):
+def _fasta_text(headers: Iterable[bytes], text: bytes, lengths: list[int], tail: bytes) -> bytes:
+    """Records of ``headers[i]``, then the i-th piece of ``text`` (pieces of ``lengths`` bytes, in order), then
+    ``tail``, joined (C-level iteration: this runs once per chunk and per frame)."""
+    ends = list(itertools.accumulate(lengths))
+    pieces = map(text.__getitem__, map(slice, [0] + ends[:-1], ends))
+    return b"".join(itertools.chain.from_iterable(zip(headers, pieces, itertools.repeat(tail))))
+
+
+def _write_pass(seq: bytes, starts: np.ndarray, lengths: np.ndarray, chunk_headers: list[bytes], out: _Writers):
     """Write chunked.fa and the kept frames of some chunks; returns the kept-frame mask (chunks x 6)."""
     text, text_len = _wrapped_chunks(seq, starts, lengths)
-    pieces, end = [], 0
-    for cid, size in zip(chunk_ids, text_len.tolist()):
-        pieces += (b">", cid, b"\n", text[end : end + size])
-        end += size
-    out.chunked.write(b"".join(pieces))
-    del pieces, text
+    out.chunked.write(_fasta_text(map(bytes.__add__, chunk_headers, itertools.repeat(b"\n")), text,
+                                  text_len.tolist(), b""))
+    del text
 
     frames = identify_frames(seq, starts, lengths)
     chunk_of, frame_of = np.nonzero(frames.kept)
-    nt_pieces, aa_pieces = [], []
-    nt_end = aa_end = 0
-    for c, f, aa_len, nt_len in zip(
-        chunk_of.tolist(), frame_of.tolist(), frames.protein_lengths.tolist(), frames.nucleotide_lengths.tolist()
-    ):
-        header = b">%s%s\n" % (chunk_ids[c], _SUFFIX[f])
-        nt_pieces += (header, frames.nucleotides[nt_end : nt_end + nt_len], b"\n")
-        aa_pieces += (header, frames.proteins[aa_end : aa_end + aa_len], b"\n")
-        nt_end += nt_len
-        aa_end += aa_len
-    out.nucleotide.write(b"".join(nt_pieces))
-    out.protein.write(b"".join(aa_pieces))
+    headers = list(map(bytes.__add__, map(chunk_headers.__getitem__, chunk_of.tolist()),
+                       map(_SUFFIX_LINES.__getitem__, frame_of.tolist())))
+    out.nucleotide.write(_fasta_text(headers, frames.nucleotides, frames.nucleotide_lengths.tolist(), b"\n"))
+    out.protein.write(_fasta_text(headers, frames.proteins, frames.protein_lengths.tolist(), b"\n"))
     return frames.kept
 
 
@@ -205,53 +208,63 @@ def _flush(batch: _Batch, chunk_length: int, out: _Writers, stats: PreprocessSta
     per_pass = max(1, PASS_BASES // chunk_length)
     for first in range(0, n_chunks, per_pass):  # passes bound memory for records of any length
         part = slice(first, min(first + per_pass, n_chunks))
-        kept = _write_pass(joined, lay.starts[part], lay.lengths[part], lay.chunk_ids[part], out)
+        kept = _write_pass(joined, lay.starts[part], lay.lengths[part], lay.chunk_headers[part], out)
         frames_per_record += np.bincount(lay.chunk_record[part], weights=kept.sum(axis=1),
                                          minlength=len(batch.ids)).astype(np.int64)
 
-    rows = []
-    for rid, rlen, true_len, rchunks, nframes in zip(
-        batch.ids, lay.record_length.tolist(), batch.lengths, lay.chunks_of_record.tolist(),
-        frames_per_record.tolist()
-    ):
-        if nframes:
-            status = "kept"
-        elif true_len == 0:
-            status = "empty"
-        elif rlen == 0:
-            status = "too_short"  # added with an empty sequence: nothing of it is chunked or embedded
-        else:
-            status = "no_stop_free_frame"
-        rows.append(f"{rid}\t{true_len}\t{rchunks}\t{nframes}\t{status}\n")
-    out.records.write("".join(rows))
+    true_length = np.asarray(batch.lengths, dtype=np.int64)
+    status = np.where(frames_per_record > 0, 0, np.where(true_length == 0, 1, np.where(lay.record_length == 0, 2, 3)))
+    out.records.write("".join(map("{}\t{}\t{}\t{}\t{}\n".format, batch.ids, batch.lengths,
+                                  lay.chunks_of_record.tolist(), frames_per_record.tolist(),
+                                  map(_STATUSES.__getitem__, status.tolist()))))
     stats.records_without_frames += int(np.count_nonzero((frames_per_record == 0) & (lay.record_length > 0)))
-    stats.too_short_records += sum(1 for rlen, true_len in zip(lay.record_length.tolist(), batch.lengths)
-                                   if rlen == 0 and true_len > 0)
+    stats.too_short_records += int(np.count_nonzero((lay.record_length == 0) & (true_length > 0)))
     stats.frames += int(frames_per_record.sum())
     stats.chunks += n_chunks
 
 
+# records.tsv status by code: 0 some frame kept; 1 no sequence; 2 added with an empty sequence as shorter than
+# --min-length, so nothing of it is chunked or embedded; 3 chunked, but no frame is stop-free
+_STATUSES = ("kept", "empty", "too_short", "no_stop_free_frame")
 _CHUNK_SUFFIXES: list[bytes] = []
 
 
-def _chunk_suffix(j: int) -> bytes:
-    while len(_CHUNK_SUFFIXES) <= j:
+def _chunk_suffixes(most: int) -> list[bytes]:
+    """Chunk id suffixes ``_chunk_<j>`` by j, for j up to ``most`` at least."""
+    while len(_CHUNK_SUFFIXES) <= most:
         _CHUNK_SUFFIXES.append(b"_chunk_%d" % len(_CHUNK_SUFFIXES))
-    return _CHUNK_SUFFIXES[j]
+    return _CHUNK_SUFFIXES
 
 
-_SUFFIX = [s.encode("ascii") for s in FRAME_SUFFIXES]
+_SUFFIX_LINES = [s.encode("ascii") + b"\n" for s in FRAME_SUFFIXES]
 
 
-def _check_nucleotides(input_path, record_number: int, record_id: str, seq: bytes) -> None:
+def _protein_record(seqs: list[bytes]) -> int | None:
+    """Index of the first sequence holding a letter that only a protein has, or None (one C-level scan of all)."""
+    joined = b"".join(seqs)
+    if len(joined.translate(None, _PROTEIN_ONLY_LETTERS)) == len(joined):
+        return None
+    return next(i for i, seq in enumerate(seqs) if _PROTEIN_ONLY.search(seq))
+
+
+def _protein_problem(input_path, record_number: int, record_id: str, seq: bytes) -> InputError:
     """Refuse a record holding a letter that only a protein has: it would be scored as if it were DNA."""
     found = _PROTEIN_ONLY.search(seq)
-    if found:
-        letters = sorted({c.decode() for c in _PROTEIN_ONLY.findall(seq[:100_000].upper())})
-        raise InputError(input_path, f"record {record_number} ({record_id!r}) looks like a protein sequence, not "
-                         f"DNA/RNA: {found.group().decode()!r} at position {found.start() + 1} (letters that are "
-                         f"no nucleotide code: {' '.join(letters)}); nucleotides are A C G T U and the IUPAC codes "
-                         "R Y S W K M B D H V N")
+    letters = sorted({c.decode() for c in _PROTEIN_ONLY.findall(seq[:100_000].upper())})
+    return InputError(input_path, f"record {record_number} ({record_id!r}) looks like a protein sequence, not "
+                      f"DNA/RNA: {found.group().decode()!r} at position {found.start() + 1} (letters that are "
+                      f"no nucleotide code: {' '.join(letters)}); nucleotides are A C G T U and the IUPAC codes "
+                      "R Y S W K M B D H V N")
+
+
+def _count_empty(ids: list[str], lengths: list[int], input_path, name: str, stats: PreprocessStats) -> None:
+    """Count (and warn about the first few of) the records without sequence among the next ``len(ids)`` records."""
+    for i in (i for i, n in enumerate(lengths) if n == 0):
+        stats.empty_records += 1
+        if stats.empty_records <= MAX_EMPTY_WARNINGS:
+            log.warning("%srecord %d (%r) in %s has no sequence; skipped%s", name, stats.records + i + 1, ids[i],
+                        input_path, " (further empty records are only counted)"
+                        if stats.empty_records == MAX_EMPTY_WARNINGS else "")
 
 
 def preprocess_file(
@@ -275,19 +288,17 @@ def preprocess_file(
         out = _Writers(tmpdir)
         try:
             batch = _Batch()
-            for record_id, seq in read_raw_sequences(input_path, allow_empty=allow_empty):
-                stats.records += 1
-                if seq:
-                    _check_nucleotides(input_path, stats.records, record_id, seq)
-                    lengths.append(len(seq))
-                else:
-                    stats.empty_records += 1
-                    if stats.empty_records <= MAX_EMPTY_WARNINGS:
-                        log.warning("%srecord %d (%r) in %s has no sequence; skipped%s", name, stats.records,
-                                    record_id, input_path,
-                                    " (further empty records are only counted)"
-                                    if stats.empty_records == MAX_EMPTY_WARNINGS else "")
-                batch.add(record_id, seq, skip=len(seq) < min_length)
+            for ids, seqs in read_raw_batches(input_path, allow_empty=allow_empty):
+                lengths_here = list(map(len, seqs))
+                bad = _protein_record(seqs)
+                if bad is not None:  # the empty records before it are reported first, as they come first
+                    _count_empty(ids[:bad], lengths_here[:bad], input_path, name, stats)
+                    raise _protein_problem(input_path, stats.records + bad + 1, ids[bad], seqs[bad])
+                if 0 in lengths_here:
+                    _count_empty(ids, lengths_here, input_path, name, stats)
+                stats.records += len(ids)
+                lengths.extend(filter(None, lengths_here))
+                batch.extend(ids, seqs, lengths_here, min_length)
                 if batch.bases >= BATCH_BASES or len(batch.ids) >= BATCH_RECORDS:
                     _flush(batch, chunk_length, out, stats)
                     batch = _Batch()

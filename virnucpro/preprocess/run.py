@@ -20,6 +20,9 @@ Speed: about 10x the original per core (docs/BENCHMARKS.md, "Preprocessing"); th
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
+import io
 import itertools
 import logging
 import os
@@ -43,6 +46,7 @@ log = logging.getLogger(__name__)
 BATCH_BASES = 1 << 21  # bases per batch of records
 BATCH_RECORDS = 1 << 16  # records per batch at most (bounds batches of empty or tiny records)
 MAX_EMPTY_WARNINGS = 10
+POOL_MAX_BASES = 4 * BATCH_BASES  # a batch of more (a long record) is done in the reading process, in passes
 PASS_BASES = 1 << 19  # chunk bases identified per NumPy pass: bounds the pass's arrays (~10 bytes per base)
 SHORT_READ_FRACTION = 0.75  # warn when the median record is shorter than this fraction of the chunk length
 
@@ -86,17 +90,28 @@ class PreprocessStats:
 
 
 class _Writers:
-    """The four output files, written as bytes, one batch at a time."""
+    """The four output files, written as bytes (records.tsv as text), one batch at a time."""
 
-    def __init__(self, tmpdir: Path):
-        self.chunked = open(tmpdir / "chunked.fa", "wb")
-        self.nucleotide = open(tmpdir / "identified_nucleotide.fa", "wb")
-        self.protein = open(tmpdir / "identified_protein.faa", "wb")
-        self.records = open(tmpdir / "records.tsv", "w", encoding="utf-8", newline="\n")
-        self.records.write(RECORDS_HEADER)
+    def __init__(self, chunked, nucleotide, protein, records):
+        self.chunked, self.nucleotide, self.protein, self.records = chunked, nucleotide, protein, records
+
+    @classmethod
+    def open_in(cls, tmpdir: Path) -> "_Writers":
+        out = cls(*(open(tmpdir / name, "wb") for name in OUTPUT_FILES[:3]),
+                  open(tmpdir / "records.tsv", "w", encoding="utf-8", newline="\n"))
+        out.records.write(RECORDS_HEADER)
+        return out
+
+    @classmethod
+    def in_memory(cls) -> "_Writers":
+        return cls(io.BytesIO(), io.BytesIO(), io.BytesIO(), io.StringIO())
+
+    @property
+    def files(self):
+        return self.chunked, self.nucleotide, self.protein, self.records
 
     def close(self):
-        for fh in (self.chunked, self.nucleotide, self.protein, self.records):
+        for fh in self.files:
             fh.close()
 
 
@@ -226,6 +241,58 @@ def _flush(batch: _Batch, chunk_length: int, out: _Writers, stats: PreprocessSta
 # records.tsv status by code: 0 some frame kept; 1 no sequence; 2 added with an empty sequence as shorter than
 # --min-length, so nothing of it is chunked or embedded; 3 chunked, but no frame is stop-free
 _STATUSES = ("kept", "empty", "too_short", "no_stop_free_frame")
+_FLUSH_COUNTS = ("records_without_frames", "too_short_records", "frames", "chunks")  # what `_flush` adds
+
+
+def _flush_apart(batch: _Batch, chunk_length: int) -> tuple[list, PreprocessStats]:
+    """``_flush`` in a worker process: the batch's text for each output file, and its counts."""
+    out, stats = _Writers.in_memory(), PreprocessStats()
+    _flush(batch, chunk_length, out, stats)
+    return [fh.getvalue() for fh in out.files], stats
+
+
+class _Flusher:
+    """Chunks, identifies and writes batches in input order: in this process, or with ``workers`` > 1 in that many
+    worker processes, up to two batches each ahead, their texts written here in input order as they come back.
+    A batch of a long record is done here (streamed in passes) once the batches before it are written."""
+
+    def __init__(self, chunk_length: int, out: _Writers, stats: PreprocessStats, workers: int):
+        self.chunk_length, self.out, self.stats = chunk_length, out, stats
+        self.pool = concurrent.futures.ProcessPoolExecutor(workers) if workers > 1 else None
+        self.ahead = 2 * workers
+        self.pending: collections.deque = collections.deque()
+
+    def submit(self, batch: _Batch) -> None:
+        if not batch.ids:
+            return
+        if self.pool is None or batch.bases > POOL_MAX_BASES:
+            self._write_done(0)
+            _flush(batch, self.chunk_length, self.out, self.stats)
+        else:
+            self.pending.append(self.pool.submit(_flush_apart, batch, self.chunk_length))
+            self._write_done(self.ahead)
+
+    def _write_done(self, keep: int) -> None:
+        """Write the oldest batches' texts until ``keep`` are in flight."""
+        while len(self.pending) > keep:
+            texts, counts = self.pending.popleft().result()
+            for fh, text in zip(self.out.files, texts):
+                fh.write(text)
+            for name in _FLUSH_COUNTS:
+                setattr(self.stats, name, getattr(self.stats, name) + getattr(counts, name))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *exc):
+        try:
+            if exc_type is None:
+                self._write_done(0)
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown(wait=True, cancel_futures=True)
+
+
 _CHUNK_SUFFIXES: list[bytes] = []
 
 
@@ -270,13 +337,14 @@ def _count_empty(ids: list[str], lengths: list[int], input_path, name: str, stat
 def preprocess_file(
     input_path: str | os.PathLike, chunk_length: int, outdir: str | os.PathLike, sample: str | None = None,
     min_length: int = 0,
-    allow_empty: bool = False,
+    allow_empty: bool = False, workers: int = 1,
 ) -> PreprocessStats:
     """Chunk every record of ``input_path`` (FASTA/FASTQ, plain or compressed) to ``chunk_length`` and keep the
     stop-free frames, writing ``OUTPUT_FILES`` into ``outdir`` atomically. Records shorter than ``min_length``
     bases are listed in records.tsv as too_short and not chunked. Returns the counts (also logged).
     A record with a protein-only letter stops the run (InputError). With ``allow_empty`` a file without records
-    (0 bytes) gives empty outputs and a warning instead of an error."""
+    (0 bytes) gives empty outputs and a warning instead of an error. With ``workers`` > 1 that many processes
+    chunk and identify, this one reads and writes; the outputs are the same."""
     if chunk_length <= 0:
         raise InputError(input_path, f"chunk length must be a positive number of bases, got {chunk_length}")
     if min_length < 0:
@@ -285,24 +353,25 @@ def preprocess_file(
     stats = PreprocessStats(sample=sample, chunk_length=chunk_length, min_length=min_length)
     lengths = array("q")
     with atomic_output_dir(outdir) as tmpdir:
-        out = _Writers(tmpdir)
+        out = _Writers.open_in(tmpdir)
         try:
-            batch = _Batch()
-            for ids, seqs in read_raw_batches(input_path, allow_empty=allow_empty):
-                lengths_here = list(map(len, seqs))
-                bad = _protein_record(seqs)
-                if bad is not None:  # the empty records before it are reported first, as they come first
-                    _count_empty(ids[:bad], lengths_here[:bad], input_path, name, stats)
-                    raise _protein_problem(input_path, stats.records + bad + 1, ids[bad], seqs[bad])
-                if 0 in lengths_here:
-                    _count_empty(ids, lengths_here, input_path, name, stats)
-                stats.records += len(ids)
-                lengths.extend(filter(None, lengths_here))
-                batch.extend(ids, seqs, lengths_here, min_length)
-                if batch.bases >= BATCH_BASES or len(batch.ids) >= BATCH_RECORDS:
-                    _flush(batch, chunk_length, out, stats)
-                    batch = _Batch()
-            _flush(batch, chunk_length, out, stats)
+            with _Flusher(chunk_length, out, stats, workers) as flusher:
+                batch = _Batch()
+                for ids, seqs in read_raw_batches(input_path, allow_empty=allow_empty):
+                    lengths_here = list(map(len, seqs))
+                    bad = _protein_record(seqs)
+                    if bad is not None:  # the empty records before it are reported first, as they come first
+                        _count_empty(ids[:bad], lengths_here[:bad], input_path, name, stats)
+                        raise _protein_problem(input_path, stats.records + bad + 1, ids[bad], seqs[bad])
+                    if 0 in lengths_here:
+                        _count_empty(ids, lengths_here, input_path, name, stats)
+                    stats.records += len(ids)
+                    lengths.extend(filter(None, lengths_here))
+                    batch.extend(ids, seqs, lengths_here, min_length)
+                    if batch.bases >= BATCH_BASES or len(batch.ids) >= BATCH_RECORDS:
+                        flusher.submit(batch)
+                        batch = _Batch()
+                flusher.submit(batch)
         finally:
             out.close()
     if stats.records == 0:

@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 
 from virnucpro.io.atomic import atomic_output_dir
-from virnucpro.io.frames import SHARD_HEADER, Frame, FrameBlock, frame_blocks, shard_rows
+from virnucpro.io.frames import SHARD_HEADER, Frame, FrameBlock, FrameStats, frame_blocks, shard_rows
 from virnucpro.models.encoders import ENCODERS
 
 log = logging.getLogger(__name__)
@@ -56,17 +55,16 @@ def shard_name(index: int) -> str:
     return f"shard_{index:05d}.tsv"
 
 
-@dataclass(frozen=True)
-class FrameStats:
-    frames: int = 0
-    tokens: int = 0
-    largest: int = 0  # tokens of the largest frame
+def length_tokens(nucleotide: np.ndarray, protein: np.ndarray) -> np.ndarray:
+    """``frame_tokens`` of frames with these nucleotide and protein lengths."""
+    lengths = {"nucleotide": nucleotide, "protein": protein}
+    return sum(spec.tokens_of_length(lengths[spec.field]) for spec in ENCODERS)
 
 
 def block_tokens(block: FrameBlock) -> np.ndarray:
     """``frame_tokens`` of every frame of a block."""
-    return sum(spec.tokens_of_length(np.fromiter(map(len, getattr(block, spec.field)), np.int64, len(block.ids)))
-               for spec in ENCODERS)
+    return length_tokens(*(np.fromiter(map(len, seqs), np.int64, len(block.ids))
+                           for seqs in (block.nucleotide, block.protein)))
 
 
 def block_stats(blocks: Iterable[FrameBlock]) -> FrameStats:
@@ -135,14 +133,20 @@ class _Shard:
         manifest.write(f"{self.name}\t{self.frames}\t{self.tokens}\t{self.first.decode()}\t{self.last.decode()}\n")
 
 
-def _write_shards(blocks: Iterable[FrameBlock], tmp: Path, shard_tokens: int, manifest) -> list[str]:
-    """Cut the frames into shards, greedily in input order, and write them; returns their names. A shard is
-    closed when the next frame would push it past ``shard_tokens``; a frame larger than that gets one of its own.
-    Within a block the frames that still fit are found by a binary search over the cumulative tokens."""
+def _write_shards(blocks: Iterable[FrameBlock], tmp: Path, shard_tokens: int, manifest
+                  ) -> tuple[list[str], FrameStats]:
+    """Cut the frames into shards, greedily in input order, and write them; returns their names and the frames'
+    totals. A shard is closed when the next frame would push it past ``shard_tokens``; a frame larger than that
+    gets one of its own. Within a block the frames that still fit are found by a binary search over the
+    cumulative tokens."""
     shard = _Shard(tmp, 0)
     names = [shard.name]
+    frames = total = largest = 0
     for block in blocks:
-        cum = np.cumsum(block_tokens(block))
+        tokens = block_tokens(block)
+        cum = np.cumsum(tokens)
+        if len(cum):
+            frames, total, largest = frames + len(cum), total + int(cum[-1]), max(largest, int(tokens.max()))
         start = 0
         while start < len(cum):
             before = int(cum[start - 1]) if start else 0
@@ -157,7 +161,7 @@ def _write_shards(blocks: Iterable[FrameBlock], tmp: Path, shard_tokens: int, ma
                 names.append(shard.name)
             start = end
     shard.close(manifest)
-    return names
+    return names, FrameStats(frames, total, largest)
 
 
 def split_frames(frames: Iterable[Frame], outdir: str | os.PathLike, shard_tokens: int) -> list[Path]:
@@ -165,10 +169,13 @@ def split_frames(frames: Iterable[Frame], outdir: str | os.PathLike, shard_token
     return split_blocks(frame_blocks(frames), outdir, shard_tokens)
 
 
-def split_blocks(blocks: Iterable[FrameBlock], outdir: str | os.PathLike, shard_tokens: int) -> list[Path]:
+def split_blocks(blocks: Iterable[FrameBlock], outdir: str | os.PathLike, shard_tokens: int,
+                 expected: FrameStats | None = None) -> list[Path]:
     """Write `shard_00000.tsv`, … into `outdir` (atomically) plus `manifest.tsv`; return the shard paths.
 
-    A sample without frames still gets one (header-only) shard, so every sample flows through every step.
+    A sample without frames still gets one (header-only) shard, so every sample flows through every step. With
+    ``expected`` (the totals the budget was sized from), frames with other totals raise StatsMismatch and write
+    nothing: their shards would not be the ones a first pass over them sizes.
     """
     if shard_tokens < 1:
         raise ValueError(f"shard_tokens must be positive, got {shard_tokens}")
@@ -176,9 +183,17 @@ def split_blocks(blocks: Iterable[FrameBlock], outdir: str | os.PathLike, shard_
     with atomic_output_dir(outdir) as tmp:
         with open(tmp / MANIFEST, "w") as manifest:
             manifest.write("shard\tframes\ttokens\tfirst_frame\tlast_frame\n")
-            names = _write_shards(blocks, tmp, shard_tokens, manifest)
+            names, found = _write_shards(blocks, tmp, shard_tokens, manifest)
+        if expected is not None and found != expected:
+            raise StatsMismatch(f"says {expected.frames:,} frames, {expected.tokens:,} tokens, largest "
+                                f"{expected.largest:,}, but the frame files hold {found.frames:,}, {found.tokens:,}, "
+                                f"{found.largest:,}")
     # A re-run into the same directory may have made more shards last time: those would be read as ours.
     for stale in set(p.name for p in outdir.glob(SHARD_GLOB)) - set(names):
         (outdir / stale).unlink()
     log.info("%d shard(s) of at most %d tokens in %s", len(names), shard_tokens, outdir)
     return [outdir / name for name in names]
+
+
+class StatsMismatch(ValueError):
+    """The frame totals given for sizing are not those of the frames."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import operator
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple
 
@@ -21,12 +22,44 @@ from virnucpro.errors import InputError
 from virnucpro.io.atomic import atomic_open
 
 SHARD_HEADER = "frame_id\tnucleotide\tprotein"
+# frame_stats.tsv, written by preprocess beside the frame files: this header, then one row of the totals.
+FRAME_STATS_HEADER = "frames\ttokens\tlargest\n"
 
 
 class Frame(NamedTuple):
     id: str
     nucleotide: str
     protein: str
+
+
+@dataclass(frozen=True)
+class FrameStats:
+    """A sample's frames, their tokens (every encoder together, embed/shard.py) and the tokens of the largest."""
+
+    frames: int = 0
+    tokens: int = 0
+    largest: int = 0
+
+
+def write_frame_stats(path: str | os.PathLike, stats: FrameStats) -> None:
+    with open(path, "w", encoding="ascii", newline="\n") as fh:
+        fh.write(f"{FRAME_STATS_HEADER}{stats.frames}\t{stats.tokens}\t{stats.largest}\n")
+
+
+def read_frame_stats(path: str | os.PathLike) -> FrameStats:
+    """The totals of a frame_stats.tsv; InputError unless it is one."""
+    try:
+        text = Path(path).read_text(encoding="ascii")
+    except FileNotFoundError:
+        raise InputError(path, "file not found") from None
+    except UnicodeDecodeError:
+        raise InputError(path, "binary content: not a frame_stats.tsv") from None
+    header, _, row = text.partition("\n")
+    fields = row.rstrip("\n").split("\t")
+    if header + "\n" != FRAME_STATS_HEADER or len(fields) != 3 or not all(f.isdigit() for f in fields):
+        raise InputError(path, f"not a frame_stats.tsv (expected the header {FRAME_STATS_HEADER.strip()!r} and one "
+                         "row of 3 whole numbers)")
+    return FrameStats(*map(int, fields))
 
 
 class FrameBlock(NamedTuple):

@@ -16,9 +16,11 @@ asserts unique labels), and two records sharing an id would share chunk and fram
 we refuse them up front and name both record numbers. A header with no sequence lines is a valid, empty record:
 the reader yields it with an empty sequence and the caller decides (preprocessing skips and counts it).
 
-Pure Python + stdlib, reading blocks of whole lines (a few C-level operations per record). Measured against dnaio
-and Biopython (docs/BENCHMARKS.md, "Preprocessing"): 0.44 M FASTA / 0.63 M FASTQ records per second, 20-35% of
-preprocessing time; it needs no compiled dependency and runs where dnaio is not installed.
+Pure Python + stdlib, reading blocks of whole lines (a few C-level operations per record; FASTA records of one
+sequence line, and FASTQ, a few per block). ``read_raw_batches`` hands on the records of a block together, which
+is how preprocessing reads; ``read_raw_sequences`` and ``read_sequences`` one at a time. Measured against dnaio
+and Biopython (docs/BENCHMARKS.md, "Preprocessing"); it needs no compiled dependency and runs where dnaio is not
+installed.
 """
 
 from __future__ import annotations

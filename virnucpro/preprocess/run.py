@@ -8,14 +8,18 @@ Outputs, written atomically into ``outdir`` (a failure leaves none of them behin
   order then frame order F1 F2 F3 R1 R2 R3, ids ``<chunk id>F<1..3>`` / ``R<1..3>``; the same records, in the same
   order, in both files.
 - ``records.tsv``: see ``RECORDS_HEADER``.
+- ``frame_stats.tsv``: the kept frames' count and tokens (io/frames.py), which size the shards without a first
+  pass over the frame files (`virnucpro shard --frame-stats`).
 
-Memory stays flat in the input size: records are read one at a time and processed in batches of about
+Memory stays flat in the input size: records are read a block at a time and processed in batches of about
 ``BATCH_BASES`` bases (a longer record is a batch of its own, identified in passes of about ``PASS_BASES``
 bases). The only state that grows with the input is the id set for the duplicate check and one integer per
 record for the median length.
 
 Speed: about 10x the original per core (docs/BENCHMARKS.md, "Preprocessing"); the frame work is vectorized in
-``sixframe.py``, the FASTA text is built by NumPy per pass, and Python touches each record and kept frame once.
+``sixframe.py``, the FASTA text is built by NumPy per pass and joined at C level, and the checks and counts run
+per block of records. With ``workers`` > 1, worker processes chunk and identify the batches while this process
+reads the input and writes their texts in input order.
 """
 
 from __future__ import annotations
@@ -36,7 +40,9 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from virnucpro.errors import InputError
+from virnucpro.embed.shard import length_tokens
 from virnucpro.io.atomic import atomic_output_dir
+from virnucpro.io.frames import FrameStats, write_frame_stats
 from virnucpro.io.seqio import FASTA_LINE_WIDTH, read_raw_batches
 from virnucpro.preprocess.chunking import chunk_starts
 from virnucpro.preprocess.sixframe import FRAME_SUFFIXES, identify_frames
@@ -55,7 +61,8 @@ SHORT_READ_FRACTION = 0.75  # warn when the median record is shorter than this f
 _PROTEIN_ONLY_LETTERS = b"EFIJLOPQZefijlopqz*"
 _PROTEIN_ONLY = re.compile(b"[" + re.escape(_PROTEIN_ONLY_LETTERS) + b"]")
 
-OUTPUT_FILES = ("chunked.fa", "identified_nucleotide.fa", "identified_protein.faa", "records.tsv")
+OUTPUT_FILES = ("chunked.fa", "identified_nucleotide.fa", "identified_protein.faa", "records.tsv",
+                "frame_stats.tsv")
 
 # records.tsv: one row per input record, in input order, tab separated, with this header.
 #   record_id  the header up to its first whitespace
@@ -85,6 +92,8 @@ class PreprocessStats:
     records_without_frames: int = 0
     chunks: int = 0
     frames: int = 0
+    frame_tokens: int = 0  # the kept frames' tokens, every encoder together (embed/shard.py), for shard sizing
+    largest_frame_tokens: int = 0
     median_length: float = 0.0
     outputs: dict[str, str] = field(default_factory=dict)
 
@@ -197,7 +206,8 @@ def _fasta_text(headers: Iterable[bytes], text: bytes, lengths: list[int], tail:
 
 
 def _write_pass(seq: bytes, starts: np.ndarray, lengths: np.ndarray, chunk_headers: list[bytes], out: _Writers):
-    """Write chunked.fa and the kept frames of some chunks; returns the kept-frame mask (chunks x 6)."""
+    """Write chunked.fa and the kept frames of some chunks; returns the kept-frame mask (chunks x 6) and the kept
+    frames' tokens."""
     text, text_len = _wrapped_chunks(seq, starts, lengths)
     out.chunked.write(_fasta_text(map(bytes.__add__, chunk_headers, itertools.repeat(b"\n")), text,
                                   text_len.tolist(), b""))
@@ -209,7 +219,7 @@ def _write_pass(seq: bytes, starts: np.ndarray, lengths: np.ndarray, chunk_heade
                        map(_SUFFIX_LINES.__getitem__, frame_of.tolist())))
     out.nucleotide.write(_fasta_text(headers, frames.nucleotides, frames.nucleotide_lengths.tolist(), b"\n"))
     out.protein.write(_fasta_text(headers, frames.proteins, frames.protein_lengths.tolist(), b"\n"))
-    return frames.kept
+    return frames.kept, length_tokens(frames.nucleotide_lengths, frames.protein_lengths)
 
 
 def _flush(batch: _Batch, chunk_length: int, out: _Writers, stats: PreprocessStats) -> None:
@@ -223,9 +233,12 @@ def _flush(batch: _Batch, chunk_length: int, out: _Writers, stats: PreprocessSta
     per_pass = max(1, PASS_BASES // chunk_length)
     for first in range(0, n_chunks, per_pass):  # passes bound memory for records of any length
         part = slice(first, min(first + per_pass, n_chunks))
-        kept = _write_pass(joined, lay.starts[part], lay.lengths[part], lay.chunk_headers[part], out)
+        kept, tokens = _write_pass(joined, lay.starts[part], lay.lengths[part], lay.chunk_headers[part], out)
         frames_per_record += np.bincount(lay.chunk_record[part], weights=kept.sum(axis=1),
                                          minlength=len(batch.ids)).astype(np.int64)
+        if len(tokens):
+            stats.frame_tokens += int(tokens.sum())
+            stats.largest_frame_tokens = max(stats.largest_frame_tokens, int(tokens.max()))
 
     true_length = np.asarray(batch.lengths, dtype=np.int64)
     status = np.where(frames_per_record > 0, 0, np.where(true_length == 0, 1, np.where(lay.record_length == 0, 2, 3)))
@@ -241,7 +254,7 @@ def _flush(batch: _Batch, chunk_length: int, out: _Writers, stats: PreprocessSta
 # records.tsv status by code: 0 some frame kept; 1 no sequence; 2 added with an empty sequence as shorter than
 # --min-length, so nothing of it is chunked or embedded; 3 chunked, but no frame is stop-free
 _STATUSES = ("kept", "empty", "too_short", "no_stop_free_frame")
-_FLUSH_COUNTS = ("records_without_frames", "too_short_records", "frames", "chunks")  # what `_flush` adds
+_FLUSH_COUNTS = ("records_without_frames", "too_short_records", "frames", "chunks", "frame_tokens")  # `_flush` adds
 
 
 def _flush_apart(batch: _Batch, chunk_length: int) -> tuple[list, PreprocessStats]:
@@ -280,6 +293,7 @@ class _Flusher:
                 fh.write(text)
             for name in _FLUSH_COUNTS:
                 setattr(self.stats, name, getattr(self.stats, name) + getattr(counts, name))
+            self.stats.largest_frame_tokens = max(self.stats.largest_frame_tokens, counts.largest_frame_tokens)
 
     def __enter__(self):
         return self
@@ -374,6 +388,8 @@ def preprocess_file(
                 flusher.submit(batch)
         finally:
             out.close()
+        write_frame_stats(tmpdir / "frame_stats.tsv",
+                          FrameStats(stats.frames, stats.frame_tokens, stats.largest_frame_tokens))
     if stats.records == 0:
         log.warning("%s%s holds no records (empty file): the sample is reported with 0 records", name, input_path)
     stats.median_length = float(np.median(np.frombuffer(lengths, dtype=np.int64))) if len(lengths) else 0.0

@@ -39,7 +39,7 @@ workflow VIRNUCPRO {
 
     PREPROCESS(ch_reads)
 
-    SHARD(PREPROCESS.out.frames)
+    SHARD(PREPROCESS.out.frames.join(PREPROCESS.out.frame_stats))
 
     // Each sample's shard files, in shard order.
     ch_shard_lists = SHARD.out.shards.map { meta, shards ->

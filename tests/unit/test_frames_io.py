@@ -121,3 +121,52 @@ def test_frames_module_does_not_need_dnaio_or_numpy():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parents[2])
     assert out.returncode == 0 and out.stdout.strip() == "M", out.stderr
+
+
+def _line_by_line(path):
+    """The pair reader's FASTA rules, one text-mode line at a time (universal newlines): the oracle."""
+    records, header, parts = [], None, []
+    with open(path, encoding="ascii", newline=None) as fh:
+        for line in fh:
+            if line.startswith(">"):
+                if header is not None:
+                    records.append((header, "".join(parts)))
+                fields = line[1:].split(None, 1)
+                header, parts = (fields[0] if fields else ""), []
+            elif header is not None:
+                parts.append(line.strip())
+    return records + ([(header, "".join(parts))] if header is not None else [])
+
+
+@pytest.mark.parametrize("block_bytes", [1, 2, 7, 64, 1 << 22])
+def test_block_reader_matches_the_line_by_line_rules(tmp_path, monkeypatch, block_bytes):
+    # One-line records (the fast path) mixed with what needs the line-by-line path, cut at every read size.
+    from virnucpro.io import frames as frames_io
+
+    monkeypatch.setattr(frames_io, "_BLOCK_BYTES", block_bytes)
+    nt = (b"\n>a_1 desc\tx\nATGA\n>b_1\nATGAAA\r\nT\r\n>c_1\n\n>d_1\r>e_1\nAT GAA \n>f_1\nATGA\n" * 3
+          + b">g_1\nATGAAAT\n>h_1\nATG\n\n>i_1\nATGA")
+    (tmp_path / "n.fa").write_bytes(nt)
+    expected = _line_by_line(tmp_path / "n.fa")
+    assert len(expected) == 21 and expected[1] == ("b_1", "ATGAAAT") and expected[3] == ("d_1", "")
+    aa = "".join(f">{rid}\n{'M' * (len(seq) // 3)}\n" for rid, seq in expected)
+    (tmp_path / "p.faa").write_text(aa)
+    frames = list(read_frame_pair(tmp_path / "n.fa", tmp_path / "p.faa"))
+    assert [(f.id, f.nucleotide) for f in frames] == expected
+    assert [f.protein for f in frames] == [p for _, p in _line_by_line(tmp_path / "p.faa")]
+
+
+def test_block_reader_errors(tmp_path):
+    nt, aa = write_pair(tmp_path, [("a", "ATGAA"), ("b", "ATGA")], [("a", "M"), ("c", "M")])
+    with pytest.raises(InputError) as err:  # the length of frame 1 is wrong before the id of frame 2
+        list(read_frame_pair(nt, aa))
+    assert err.value.problem.startswith("frame 'a': nucleotide length 5")
+    (tmp_path / "n.fa").write_bytes(b"ATGA\n>a\nATGA\n")
+    with pytest.raises(InputError, match="line 1: text before the first '>' header"):
+        list(read_frame_pair(tmp_path / "n.fa", aa))
+    (tmp_path / "n.fa").write_bytes(b">a\nAT\xc3\xa9GA\n")
+    with pytest.raises(InputError, match="binary content"):
+        list(read_frame_pair(tmp_path / "n.fa", aa))
+    (tmp_path / "n.fa").write_bytes(b"\n\n")
+    with pytest.raises(InputError, match="ends after 0 records, but p.faa has more"):
+        list(read_frame_pair(tmp_path / "n.fa", aa))

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from virnucpro.errors import InputError
+from virnucpro.io import seqio
 from virnucpro.io.seqio import read_sequences
 from virnucpro.preprocess import run as pp
 from virnucpro.preprocess.chunking import chunk_starts
@@ -182,6 +183,7 @@ def test_results_do_not_depend_on_batch_boundaries(tmp_path, monkeypatch):
     records[5:5] = [("e1", ""), ("e2", "")]  # empty records keep their place in records.tsv
     write_fasta(tmp_path / "in.fa", records)
     preprocess_file(tmp_path / "in.fa", 300, tmp_path / "big")
+    monkeypatch.setattr(seqio, "_BLOCK_BYTES", 500)  # the reader hands on a few records at a time
     monkeypatch.setattr(pp, "BATCH_BASES", 700)
     monkeypatch.setattr(pp, "BATCH_RECORDS", 4)
     monkeypatch.setattr(pp, "PASS_BASES", 900)  # 3 chunks of 300 per pass
@@ -399,3 +401,46 @@ def test_a_zero_byte_file_is_an_error_unless_allowed(tmp_path, caplog):
     assert (tmp_path / "out" / "records.tsv").read_text() == RECORDS_HEADER
     assert all((tmp_path / "out" / f).read_bytes() == b"" for f in OUTPUTS)
     assert "holds no records (empty file)" in caplog.text
+
+
+def test_worker_processes_give_the_same_bytes(tmp_path, monkeypatch):
+    import concurrent.futures
+
+    records = _random_records(random.Random(9), 120)
+    records[7:7] = [("e1", ""), ("short", "ACGTACGT")]
+    records[60:60] = [("long", random_dna(random.Random(10), 5000))]  # a batch of its own, done in this process
+    write_fasta(tmp_path / "in.fa", records)
+    monkeypatch.setattr(seqio, "_BLOCK_BYTES", 500)
+    monkeypatch.setattr(pp, "BATCH_BASES", 900)
+    monkeypatch.setattr(pp, "POOL_MAX_BASES", 3000)
+    alone = preprocess_file(tmp_path / "in.fa", 300, tmp_path / "one", min_length=20)
+    submitted = []
+    submit = concurrent.futures.ProcessPoolExecutor.submit
+    monkeypatch.setattr(concurrent.futures.ProcessPoolExecutor, "submit",
+                        lambda pool, *a: submitted.append(1) or submit(pool, *a))
+    pooled = preprocess_file(tmp_path / "in.fa", 300, tmp_path / "two", min_length=20, workers=2)
+    assert len(submitted) > 10
+    for name in OUTPUTS + ("records.tsv",):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
+    pooled.outputs = alone.outputs = {}
+    assert pooled == alone
+    assert alone.frames > 0 and alone.too_short_records > 0 and (alone.empty_records, alone.records) == (1, 123)
+
+
+def test_bad_input_with_worker_processes_leaves_no_output(tmp_path, monkeypatch):
+    records = _random_records(random.Random(11), 60) + [("p", "ACGT" * 20 + "L")]
+    write_fasta(tmp_path / "in.fa", records)
+    monkeypatch.setattr(seqio, "_BLOCK_BYTES", 500)
+    monkeypatch.setattr(pp, "BATCH_BASES", 900)
+    with pytest.raises(InputError, match="record 61 \\('p'\\) looks like a protein"):
+        preprocess_file(tmp_path / "in.fa", 300, tmp_path / "out", workers=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.fa"]
+
+
+def test_cli_workers_must_be_positive(tmp_path, capsys):
+    from virnucpro.cli import main
+
+    assert main(["preprocess", "--input", str(GOLDEN / "input.fa"), "--chunk-length", "300",
+                 "--outdir", str(tmp_path / "o"), "--workers", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "virnucpro: error: --workers: must be at least 1, got 0"
+    assert not (tmp_path / "o").exists()

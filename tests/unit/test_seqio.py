@@ -300,3 +300,21 @@ def test_empty_file_is_allowed_when_asked(tmp_path, content):
     path = tmp_path / "x.fa"
     path.write_bytes(content)
     assert list(read_sequences(path, allow_empty=True)) == []
+
+
+@pytest.mark.parametrize("block", [3, 40, 1 << 18])
+def test_records_before_a_problem_are_handed_on_first(tmp_path, monkeypatch, block):
+    # A block's records are handed on together, but a problem inside it still comes after the records before it.
+    monkeypatch.setattr(seqio, "_BLOCK_BYTES", block)
+    for text, problem_text in [
+        (b">a\nAC\n>b\nGG\n>c\nTT\n>b\nAA\n>d\nCC\n", "duplicate record id 'b' (records 2 and 4)"),
+        (b">a\nAC\n>b\nGG\n>c\nTT\n>\xc3\xa9\nAA\n>d\nCC\n", "record 4: id '\xe9' is not ASCII"),
+        (b"@a\nAC\n+\nII\n@b\nGG\n+\nII\n@c\nTT\n+\nII\n@a\nAA\n+\nII\n", "duplicate record id 'a' (records 1 and 4)"),
+    ]:
+        path = tmp_path / "x.fa"
+        path.write_bytes(text)
+        seen = []
+        with pytest.raises(InputError) as err:
+            for rid, _ in read_raw_sequences(path):
+                seen.append(rid)
+        assert seen == ["a", "b", "c"] and err.value.problem.startswith(problem_text), (text, block)

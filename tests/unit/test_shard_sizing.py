@@ -118,3 +118,40 @@ def test_cli_auto_and_explicit(tmp_path):
                              cwd=ROOT)
         assert out.returncode == 2 and flag in out.stderr, out.stderr
         assert not (tmp_path / "c").exists()
+
+
+def test_preprocess_frame_stats_are_the_frames_totals_and_size_the_same_shards(tmp_path, monkeypatch):
+    from virnucpro.cli import main
+    from virnucpro.io.frames import read_frame_blocks, read_frame_stats
+    from virnucpro.preprocess.run import preprocess_file
+
+    golden = ROOT / "tests" / "data" / "golden" / "input.fa"
+    preprocess_file(golden, 300, tmp_path / "pre")
+    nt, aa = tmp_path / "pre" / "identified_nucleotide.fa", tmp_path / "pre" / "identified_protein.faa"
+    stats = read_frame_stats(tmp_path / "pre" / "frame_stats.tsv")
+    assert stats == sh.block_stats(read_frame_blocks(nt, aa)) and stats.frames > 100
+    base = ["shard", "--nucleotide", str(nt), "--protein", str(aa), "--num-gpus", "4"]
+    for floor in (sh.MIN_SHARD_TOKENS, 20_000):  # with a small floor the sample gets several shards
+        monkeypatch.setattr(sh, "MIN_SHARD_TOKENS", floor)
+        assert main(base + ["--outdir", str(tmp_path / "two_passes")]) == 0
+        assert main(base + ["--outdir", str(tmp_path / "one"), "--frame-stats",
+                            str(tmp_path / "pre" / "frame_stats.tsv")]) == 0
+        a, b = sorted((tmp_path / "two_passes").iterdir()), sorted((tmp_path / "one").iterdir())
+        assert [p.name for p in a] == [p.name for p in b] and all(x.read_bytes() == y.read_bytes() for x, y in zip(a, b))
+    assert len(a) > 2
+
+
+def test_frame_stats_of_other_frames_are_refused(tmp_path, capsys):
+    from virnucpro.cli import main
+
+    nucleotide, protein = write_fasta_pair(random_frames(30, seed=6), tmp_path)
+    (tmp_path / "stats.tsv").write_text("frames\ttokens\tlargest\n31\t5000\t200\n")
+    assert main(["shard", "--nucleotide", str(nucleotide), "--protein", str(protein), "--outdir",
+                 str(tmp_path / "out"), "--frame-stats", str(tmp_path / "stats.tsv")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"virnucpro: error: {tmp_path / 'stats.tsv'}: says 31 frames") and "frame files hold 30" in err
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "stats.tsv").write_text("frames\ttokens\n31\t5000\n")
+    assert main(["shard", "--nucleotide", str(nucleotide), "--protein", str(protein), "--outdir",
+                 str(tmp_path / "out"), "--frame-stats", str(tmp_path / "stats.tsv")]) == 2
+    assert "not a frame_stats.tsv" in capsys.readouterr().err

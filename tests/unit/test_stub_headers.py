@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from virnucpro.classify.outputs import HIGHESTSCORE_HEADER, PREDICTION_HEADER
-from virnucpro.io.frames import SHARD_HEADER
+from virnucpro.io.frames import FRAME_STATS_HEADER, SHARD_HEADER
 from virnucpro.preprocess.run import RECORDS_HEADER
 from virnucpro.report.regions import CHUNK_COLUMNS, GFF_HEADER, REGION_COLUMNS
 from virnucpro.report.rollup import RECORD_COLUMNS
@@ -23,6 +23,7 @@ EXPECTED = {
     ("aggregate", "aggregate/${meta.id}.viral_regions.gff3"): GFF_HEADER,
     ("embed", "${prefix}.predictions.tsv"): "\t".join(PREDICTION_HEADER) + "\n",
     ("preprocess", "preprocess/records.tsv"): RECORDS_HEADER,
+    ("preprocess", "preprocess/frame_stats.tsv"): FRAME_STATS_HEADER,
     ("shard", "shards/shard_00000.tsv"): SHARD_HEADER + "\n",
 }
 # printf lines that write something other than a table header.

@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
+
+import numpy as np
 
 from virnucpro.io.atomic import atomic_output_dir
-from virnucpro.io.frames import Frame, write_frames_tsv
+from virnucpro.io.frames import SHARD_HEADER, Frame, FrameBlock, FrameStats, frame_blocks, shard_rows
 from virnucpro.models.encoders import ENCODERS
 
 log = logging.getLogger(__name__)
@@ -54,19 +55,29 @@ def shard_name(index: int) -> str:
     return f"shard_{index:05d}.tsv"
 
 
-@dataclass(frozen=True)
-class FrameStats:
-    frames: int = 0
-    tokens: int = 0
-    largest: int = 0  # tokens of the largest frame
+def length_tokens(nucleotide: np.ndarray, protein: np.ndarray) -> np.ndarray:
+    """``frame_tokens`` of frames with these nucleotide and protein lengths."""
+    lengths = {"nucleotide": nucleotide, "protein": protein}
+    return sum(spec.tokens_of_length(lengths[spec.field]) for spec in ENCODERS)
+
+
+def block_tokens(block: FrameBlock) -> np.ndarray:
+    """``frame_tokens`` of every frame of a block."""
+    return length_tokens(*(np.fromiter(map(len, seqs), np.int64, len(block.ids))
+                           for seqs in (block.nucleotide, block.protein)))
+
+
+def block_stats(blocks: Iterable[FrameBlock]) -> FrameStats:
+    n = tokens = largest = 0
+    for block in blocks:
+        if block.ids:
+            t = block_tokens(block)
+            n, tokens, largest = n + len(t), tokens + int(t.sum()), max(largest, int(t.max()))
+    return FrameStats(n, tokens, largest)
 
 
 def frame_stats(frames: Iterable[Frame]) -> FrameStats:
-    n = tokens = largest = 0
-    for frame in frames:
-        t = frame_tokens(frame)
-        n, tokens, largest = n + 1, tokens + t, max(largest, t)
-    return FrameStats(n, tokens, largest)
+    return block_stats(frame_blocks(frames))
 
 
 def auto_shard_count(stats: FrameStats, gpus: int) -> int:
@@ -100,39 +111,89 @@ def gpus_for_sizing(device: str = "auto", gpus: str | None = None) -> tuple[int,
     return max(1, len(ids)), source if ids else f"{source}: no GPU"
 
 
-def _cut(frames: Iterable[Frame], shard_tokens: int) -> Iterator[tuple[list[Frame], int]]:
-    """(frames, tokens) of each shard, in order; at least one, possibly empty."""
-    current: list[Frame] = []
-    tokens = 0
-    for frame in frames:
-        n = frame_tokens(frame)
-        if current and tokens + n > shard_tokens:
-            yield current, tokens
-            current, tokens = [], 0
-        current.append(frame)
-        tokens += n
-    yield current, tokens
+class _Shard:
+    """The shard being written: its TSV open in the temporary directory, and what the manifest says of it."""
+
+    def __init__(self, tmp: Path, index: int):
+        self.name = shard_name(index)
+        self.fh = open(tmp / self.name, "wb")
+        self.fh.write(SHARD_HEADER.encode() + b"\n")
+        self.frames = self.tokens = 0
+        self.first = self.last = b""
+
+    def add(self, block: FrameBlock, tokens: int) -> None:
+        self.fh.write(shard_rows(block))
+        self.first = self.first or block.ids[0]
+        self.last = block.ids[-1]
+        self.frames += len(block.ids)
+        self.tokens += tokens
+
+    def close(self, manifest) -> None:
+        self.fh.close()
+        manifest.write(f"{self.name}\t{self.frames}\t{self.tokens}\t{self.first.decode()}\t{self.last.decode()}\n")
+
+
+def _write_shards(blocks: Iterable[FrameBlock], tmp: Path, shard_tokens: int, manifest
+                  ) -> tuple[list[str], FrameStats]:
+    """Cut the frames into shards, greedily in input order, and write them; returns their names and the frames'
+    totals. A shard is closed when the next frame would push it past ``shard_tokens``; a frame larger than that
+    gets one of its own. Within a block the frames that still fit are found by a binary search over the
+    cumulative tokens."""
+    shard = _Shard(tmp, 0)
+    names = [shard.name]
+    frames = total = largest = 0
+    for block in blocks:
+        tokens = block_tokens(block)
+        cum = np.cumsum(tokens)
+        if len(cum):
+            frames, total, largest = frames + len(cum), total + int(cum[-1]), max(largest, int(tokens.max()))
+        start = 0
+        while start < len(cum):
+            before = int(cum[start - 1]) if start else 0
+            end = max(start, int(np.searchsorted(cum, before + shard_tokens - shard.tokens, side="right")))
+            if end == start and not shard.frames:
+                end = start + 1
+            if end > start:
+                shard.add(FrameBlock(*(part[start:end] for part in block)), int(cum[end - 1]) - before)
+            if end < len(cum):  # frame `end` does not fit
+                shard.close(manifest)
+                shard = _Shard(tmp, len(names))
+                names.append(shard.name)
+            start = end
+    shard.close(manifest)
+    return names, FrameStats(frames, total, largest)
 
 
 def split_frames(frames: Iterable[Frame], outdir: str | os.PathLike, shard_tokens: int) -> list[Path]:
+    """``split_blocks`` for frames one at a time."""
+    return split_blocks(frame_blocks(frames), outdir, shard_tokens)
+
+
+def split_blocks(blocks: Iterable[FrameBlock], outdir: str | os.PathLike, shard_tokens: int,
+                 expected: FrameStats | None = None) -> list[Path]:
     """Write `shard_00000.tsv`, … into `outdir` (atomically) plus `manifest.tsv`; return the shard paths.
 
-    A sample without frames still gets one (header-only) shard, so every sample flows through every step.
+    A sample without frames still gets one (header-only) shard, so every sample flows through every step. With
+    ``expected`` (the totals the budget was sized from), frames with other totals raise StatsMismatch and write
+    nothing: their shards would not be the ones a first pass over them sizes.
     """
     if shard_tokens < 1:
         raise ValueError(f"shard_tokens must be positive, got {shard_tokens}")
     outdir = Path(outdir)
-    names: list[str] = []
     with atomic_output_dir(outdir) as tmp:
         with open(tmp / MANIFEST, "w") as manifest:
             manifest.write("shard\tframes\ttokens\tfirst_frame\tlast_frame\n")
-            for index, (shard, tokens) in enumerate(_cut(frames, shard_tokens)):
-                names.append(shard_name(index))
-                write_frames_tsv(tmp / names[-1], shard)
-                first, last = (shard[0].id, shard[-1].id) if shard else ("", "")
-                manifest.write(f"{names[-1]}\t{len(shard)}\t{tokens}\t{first}\t{last}\n")
+            names, found = _write_shards(blocks, tmp, shard_tokens, manifest)
+        if expected is not None and found != expected:
+            raise StatsMismatch(f"says {expected.frames:,} frames, {expected.tokens:,} tokens, largest "
+                                f"{expected.largest:,}, but the frame files hold {found.frames:,}, {found.tokens:,}, "
+                                f"{found.largest:,}")
     # A re-run into the same directory may have made more shards last time: those would be read as ours.
     for stale in set(p.name for p in outdir.glob(SHARD_GLOB)) - set(names):
         (outdir / stale).unlink()
     log.info("%d shard(s) of at most %d tokens in %s", len(names), shard_tokens, outdir)
     return [outdir / name for name in names]
+
+
+class StatsMismatch(ValueError):
+    """The frame totals given for sizing are not those of the frames."""

@@ -16,9 +16,11 @@ asserts unique labels), and two records sharing an id would share chunk and fram
 we refuse them up front and name both record numbers. A header with no sequence lines is a valid, empty record:
 the reader yields it with an empty sequence and the caller decides (preprocessing skips and counts it).
 
-Pure Python + stdlib, reading blocks of whole lines (a few C-level operations per record). Measured against dnaio
-and Biopython (docs/BENCHMARKS.md, "Preprocessing"): 0.44 M FASTA / 0.63 M FASTQ records per second, 20-35% of
-preprocessing time; it needs no compiled dependency and runs where dnaio is not installed.
+Pure Python + stdlib, reading blocks of whole lines (a few C-level operations per record; FASTA records of one
+sequence line, and FASTQ, a few per block). ``read_raw_batches`` hands on the records of a block together, which
+is how preprocessing reads; ``read_raw_sequences`` and ``read_sequences`` one at a time. Measured against dnaio
+and Biopython (docs/BENCHMARKS.md, "Preprocessing"); it needs no compiled dependency and runs where dnaio is not
+installed.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import bz2
 import contextlib
 import gzip
 import io
+import itertools
 import lzma
 import os
 import re
@@ -50,6 +53,8 @@ _COMPRESSED = (
 _CONTROL_BYTES = bytes(b for b in range(32) if b not in b"\t\n\r\x0c") + b"\x7f"
 _NOT_TEXT = re.compile(rb"[^\t\n\r\x0c\x20-\x7e]")  # the same, plus every non-ASCII byte
 _CONTROL = re.compile(b"[" + re.escape(_CONTROL_BYTES) + b"]")
+_HEADER_SPACES = (b" ", b"\t", b"\r", b"\x0b", b"\x0c")  # what ends an id (bytes.split's white space)
+_SEQUENCE_SPACES = (b"\r", b" ", b"\t")  # what `_clean` removes
 
 
 def _open_binary(path: Path) -> tuple[BinaryIO, str]:
@@ -136,6 +141,14 @@ def read_sequences(path: str | os.PathLike, unique_ids: bool = True, allow_empty
 def read_raw_sequences(path: str | os.PathLike, unique_ids: bool = True, allow_empty: bool = False
                        ) -> Iterator[tuple[str, bytes]]:
     """``read_sequences`` with the sequence as ASCII bytes (what preprocessing works on; saves a decode)."""
+    for ids, seqs in read_raw_batches(path, unique_ids, allow_empty):
+        yield from zip(ids, seqs)
+
+
+def read_raw_batches(path: str | os.PathLike, unique_ids: bool = True, allow_empty: bool = False
+                     ) -> Iterator[tuple[list[str], list[bytes]]]:
+    """``read_raw_sequences`` a block of records at a time: (ids, sequences), in file order. A problem found in a
+    block is raised after the records before it are handed on, as a record-at-a-time reader would."""
     path = Path(path)
     stream, kind = _open_binary(path)
     seen: dict[str, int] | None = {} if unique_ids else None
@@ -148,21 +161,50 @@ def read_raw_sequences(path: str | os.PathLike, unique_ids: bool = True, allow_e
                 return
             raise InputError(path, "empty file: no sequence records")
         if first == b">":
-            records = _fasta_records(path, stream)  # both check every block for binary content
+            batches = _fasta_batches(path, stream)  # both check every block for binary content
         elif first == b"@":
-            records = _fastq_records(path, stream)
+            batches = _fastq_batches(path, stream)
         elif _NOT_TEXT.search(head):
             raise InputError(path, "binary content: not a text FASTA/FASTQ file")
         else:
             raise InputError(path, "neither FASTA (first line starts with '>') nor FASTQ (starts with '@')")
-        for n, (rid, seq) in enumerate(records, start=1):
+        for ids, seqs in batches:
             if seen is not None:
-                earlier = seen.setdefault(rid, n)
-                if earlier != n:
-                    raise InputError(path, f"duplicate record id {rid!r} (records {earlier} and {n})")
-            yield rid, seq
+                numbers = dict(zip(ids, range(n + 1, n + 1 + len(ids))))
+                if len(numbers) != len(ids) or not seen.keys().isdisjoint(numbers):
+                    i, earlier = _first_duplicate(seen, ids, n)
+                    yield ids[:i], seqs[:i]
+                    raise InputError(path, f"duplicate record id {ids[i]!r} (records {earlier} and {n + 1 + i})")
+                seen.update(numbers)
+            n += len(ids)
+            yield ids, seqs
     if n == 0:
         raise InputError(path, "empty file: no sequence records")
+
+
+def _first_duplicate(seen: dict[str, int], ids: list[str], n: int) -> tuple[int, int]:
+    """(index in ``ids`` of the first id seen before, the record number it was first seen at)."""
+    here: dict[str, int] = {}
+    for i, rid in enumerate(ids):
+        earlier = seen.get(rid) or here.setdefault(rid, n + 1 + i)
+        if earlier != n + 1 + i:
+            return i, earlier
+    raise AssertionError("no duplicate id")
+
+
+def _record_ids(path: Path, headers: list[bytes], first_number: int) -> tuple[list[str], InputError | None]:
+    """The ids of headers (marker byte removed) of records numbered from ``first_number``, and the problem that
+    stopped them (a non-ASCII id), if any: then only the ids before it are given."""
+    joined = b"\n".join(headers)
+    if headers and joined.isascii() and not any(c in joined for c in _HEADER_SPACES):
+        return joined.decode("ascii").split("\n"), None  # ids without descriptions: nothing to split off
+    ids = []
+    for number, header in enumerate(headers, start=first_number):
+        try:
+            ids.append(_record_id(path, header, number))
+        except InputError as exc:
+            return ids, exc
+    return ids, None
 
 
 def _record_id(path: Path, header: bytes, record_number: int) -> str:
@@ -214,12 +256,13 @@ def _line_blocks(stream: BinaryIO) -> Iterator[bytes]:
         yield text
 
 
-def _fasta_records(path: Path, stream: BinaryIO) -> Iterator[tuple[str, bytes]]:
-    """FASTA records, read a block of whole lines at a time and split at line-initial '>' (a few C-level
-    operations per record instead of a Python step per line)."""
-    header: bytes | None = None
+def _fasta_batches(path: Path, stream: BinaryIO) -> Iterator[tuple[list[str], list[bytes]]]:
+    """FASTA records, read a block of whole lines at a time and split at line-initial '>': the records that end
+    in a block are handed on together. Records of one sequence line (reads, mostly) are split by a few C-level
+    operations per block; others take a few per record."""
+    header: bytes | None = None  # of the record being read, whose sequence may go on in the next block
     parts: list[bytes] = []  # cleaned sequence text of the record being read
-    n = 0
+    n = 0  # records started
     for text in _line_blocks(stream):
         ascii_text = _check_text(path, text, n)
         pieces = text.split(b"\n>")
@@ -233,20 +276,51 @@ def _fasta_records(path: Path, stream: BinaryIO) -> Iterator[tuple[str, bytes]]:
                 parts.append(_clean(first))
             elif first.strip():
                 raise InputError(path, "neither FASTA nor FASTQ: text before the first '>' header")
-        for piece in pieces:
-            if header is not None:
-                record, parts = b"".join(parts), []  # drop the pieces before handing the record over
-                yield _record_id(path, header, n), record
-            n += 1
-            header, _, body = piece.partition(b"\n")
+        if not pieces:
+            continue
+        headers, seqs = ([header], [b"".join(parts)]) if header is not None else ([], [])
+        first_number = n if header is not None else n + 1
+        header, parts = None, []  # drop the pieces before handing the record over
+        problem = _split_records(path, pieces[:-1], ascii_text, n + 1, headers, seqs)
+        if problem is None:
+            n += len(pieces)
+            header, _, body = pieces[-1].partition(b"\n")
             if not (ascii_text or body.isascii()):
-                raise _binary_problem(path, n)
+                problem = _binary_problem(path, n)
             parts = [_clean(body)]
+        ids, id_problem = _record_ids(path, headers, first_number)
+        yield ids, seqs[:len(ids)]
+        if id_problem or problem:
+            raise id_problem or problem
     if header is not None:
-        yield _record_id(path, header, n), b"".join(parts)
+        ids, problem = _record_ids(path, [header], n)
+        yield ids, [b"".join(parts)][:len(ids)]
+        if problem:
+            raise problem
 
 
-def _fastq_records(path: Path, stream: BinaryIO) -> Iterator[tuple[str, bytes]]:
+def _split_records(path: Path, pieces: list[bytes], ascii_text: bool, first_number: int, headers: list[bytes],
+                   seqs: list[bytes]) -> InputError | None:
+    """Add the header and sequence of whole FASTA records (text after their '>') to ``headers`` and ``seqs``;
+    returns the problem that stopped them (binary content), if any."""
+    if pieces and ascii_text and set(map(bytes.count, pieces, itertools.repeat(b"\n"))) == {1}:
+        lines = b"\n".join(pieces).split(b"\n")  # one sequence line each: header and sequence alternate
+        body = lines[1::2]
+        if any(c in b"".join(body) for c in _SEQUENCE_SPACES):
+            body = list(map(_clean, body))
+        headers += lines[0::2]
+        seqs += body
+        return None
+    for number, piece in enumerate(pieces, start=first_number):
+        head, _, body = piece.partition(b"\n")
+        if not (ascii_text or body.isascii()):
+            return _binary_problem(path, number)
+        headers.append(head)
+        seqs.append(_clean(body))
+    return None
+
+
+def _fastq_batches(path: Path, stream: BinaryIO) -> Iterator[tuple[list[str], list[bytes]]]:
     """Four-line FASTQ records (the form every sequencer and converter writes); blank lines between records are
     skipped. Works on blocks of lines: the four line kinds are list slices, checked with C-level map/compare."""
     n = 0
@@ -288,8 +362,10 @@ def _fastq_records(path: Path, stream: BinaryIO) -> Iterator[tuple[str, bytes]]:
             )
         if b" " in text or b"\t" in text:
             seqs = [_clean(seq) for seq in seqs]
-        for i, (head, seq) in enumerate(zip(heads, seqs), start=n + 1):
-            yield _record_id(path, head[1:], i), seq
+        ids, problem = _record_ids(path, [head[1:] for head in heads], n + 1)
+        yield ids, seqs[:len(ids)]
+        if problem:
+            raise problem
         n += len(heads)
     if pending:
         raise InputError(path, f"FASTQ record {n + 1} is cut short (fewer than 4 lines)")

@@ -10,6 +10,7 @@ process PREPROCESS {
     tuple val(meta), path('preprocess/identified_nucleotide.fa'), path('preprocess/identified_protein.faa'), emit: frames
     tuple val(meta), path('preprocess/records.tsv')                                                        , emit: records
     tuple val(meta), path('preprocess/chunked.fa')                                                         , emit: chunks
+    tuple val(meta), path('preprocess/frame_stats.tsv')                                                    , emit: frame_stats
     tuple val("${task.process}"), val('virnucpro'), eval('virnucpro --version | cut -d" " -f2'), topic: versions, emit: versions_virnucpro
 
     when:
@@ -22,6 +23,7 @@ process PREPROCESS {
         --input ${reads} \\
         --sample '${meta.id}' \\
         --outdir preprocess \\
+        --workers ${task.cpus} \\
         ${args}
     """
 
@@ -30,5 +32,6 @@ process PREPROCESS {
     mkdir -p preprocess
     touch preprocess/chunked.fa preprocess/identified_nucleotide.fa preprocess/identified_protein.faa
     printf 'record_id\\tlength\\tn_chunks\\tn_frames\\tstatus\\n' > preprocess/records.tsv
+    printf 'frames\\ttokens\\tlargest\\n' > preprocess/frame_stats.tsv
     """
 }

@@ -4,7 +4,7 @@ process SHARD {
     label 'process_single'
 
     input:
-    tuple val(meta), path(nucleotide), path(protein)
+    tuple val(meta), path(nucleotide), path(protein), path(frame_stats)
 
     output:
     tuple val(meta), path('shards/shard_*.tsv', arity: '1..*'), emit: shards
@@ -19,6 +19,7 @@ process SHARD {
     virnucpro shard \\
         --nucleotide ${nucleotide} \\
         --protein ${protein} \\
+        --frame-stats ${frame_stats} \\
         --outdir shards \\
         ${args}
     """

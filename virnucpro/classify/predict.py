@@ -23,8 +23,7 @@ def predict_probs(classifier, features: Features) -> np.ndarray:
     """
     if features.names != COLUMNS:  # the classifier was trained on these columns, side by side in this order
         raise ValueError(f"feature columns are {', '.join(features.names)}, the classifier takes {', '.join(COLUMNS)}")
-    columns = [features[name] for name in COLUMNS]
-    width = sum(c.shape[1] for c in columns)
+    width = sum(a.shape[1] for a in features.columns.values())
     if width != classifier.input_dim:
         raise ValueError(f"features are {width} wide, the classifier expects {classifier.input_dim}")
     if len(features) == 0:
@@ -32,10 +31,6 @@ def predict_probs(classifier, features: Features) -> np.ndarray:
     classifier = classifier.float().eval()
     # The columns are put side by side one batch at a time: a whole shard's concatenation would be a second copy
     # of its features (4.5 GB at 340K frames) in the embed task's memory.
-    out = [classifier(torch.from_numpy(_side_by_side(columns, i, i + BATCH))).numpy()
+    out = [classifier(torch.from_numpy(features.concatenated(slice(i, i + BATCH)))).numpy()
            for i in range(0, len(features), BATCH)]
     return np.concatenate(out).astype(np.float32, copy=False)
-
-
-def _side_by_side(columns, start: int, end: int) -> np.ndarray:
-    return np.concatenate([c[start:end] for c in columns], axis=1).astype(np.float32, copy=False)

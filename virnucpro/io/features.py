@@ -52,9 +52,10 @@ class Features:
     def names(self) -> tuple[str, ...]:
         return tuple(self.columns)
 
-    def concatenated(self) -> np.ndarray:
-        """The classifier's input: the columns side by side in their recorded order, float32 [N, sum of widths]."""
-        return np.concatenate(list(self.columns.values()), axis=1).astype(np.float32, copy=False)
+    def concatenated(self, rows: slice = slice(None)) -> np.ndarray:
+        """The classifier's input: the columns side by side in their recorded order, float32 [N, sum of widths];
+        `rows` takes a slice of them only (scoring a shard batch by batch never copies it whole)."""
+        return np.concatenate([a[rows] for a in self.columns.values()], axis=1).astype(np.float32, copy=False)
 
     @staticmethod
     def empty(widths: Mapping[str, int]) -> "Features":

@@ -42,13 +42,10 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from virnucpro.embed.failures import raise_on_sigterm, report_failure
     from virnucpro.embed.lease import parse_gpu_list
-    from virnucpro.embed.run import embed_shard
-    from virnucpro.errors import OptionError, VirnucproError
+    from virnucpro.embed.run import check_outputs, embed_shard
+    from virnucpro.errors import VirnucproError
 
-    if (args.classifier is None) != (args.predictions is None):
-        raise OptionError("classifier", "--classifier and --predictions go together")
-    if args.out is None and args.predictions is None:
-        raise OptionError("out", "nothing to write: give --out (features) and/or --classifier with --predictions")
+    check_outputs(args.out, args.classifier, args.predictions)  # before a finished attempt is looked for
     gpus = parse_gpu_list(args.gpus) if args.gpus else None
     raise_on_sigterm()
     finished = _finished_task(args)

@@ -119,6 +119,14 @@ def current_rss_bytes() -> int | None:
         return None
 
 
+def check_outputs(out_path, classifier, predictions_path) -> None:
+    """Something to write, and a classifier exactly when there is a predictions file to write its scores to."""
+    if (classifier is None) != (predictions_path is None):
+        raise OptionError("classifier", "--classifier and --predictions go together")
+    if out_path is None and predictions_path is None:
+        raise OptionError("out", "nothing to write: give --out (features) and/or --classifier with --predictions")
+
+
 def embed_shard(frames_path, out_path, *, esm_model, dnabert_model, device=options.DEFAULT_DEVICE,
                 precision=options.DEFAULT_PRECISION, checkpoint_dir=None,
                 checkpoint_every=options.DEFAULT_CHECKPOINT_EVERY, gpus=None, lease_dir=None, token_budget=None,
@@ -133,10 +141,7 @@ def embed_shard(frames_path, out_path, *, esm_model, dnabert_model, device=optio
     options.require_choice("device", device, options.DEVICES)
     options.require_at_least("checkpoint_every", checkpoint_every, 1)
     options.require_at_least("token_budget", token_budget, 1)
-    if (classifier is None) != (predictions_path is None):
-        raise ValueError("a classifier and a predictions path go together")
-    if out_path is None and predictions_path is None:
-        raise ValueError("nothing to write: give a features path, or a classifier and a predictions path")
+    check_outputs(out_path, classifier, predictions_path)
     job = EmbedJob(frames_path, out_path, model_paths(esm_model, dnabert_model), precision=precision,
                    checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, token_budget=token_budget,
                    summary_path=summary_path, workers=workers, compile=compile, model_check=model_check,

@@ -373,7 +373,7 @@ def summarise(work: Path, trace_path: Path, dmon_log: Path, t0: float, t1: float
             "frames": s.get("frames"),
             **{k: s.get(k) for k in ("prepare_seconds", "model_load_seconds", "model_checksum_seconds",
                                      "compile_seconds", "lease_wait_seconds", "loader_wait_seconds", "compute_seconds", "write_seconds", "classify_seconds",
-                                     "peak_host_rss_bytes", "host_rss_at_lease_bytes", "total_seconds", "dedup",
+                                     "classify_tail_seconds", "features_released_bytes", "peak_host_rss_bytes", "host_rss_at_lease_bytes", "total_seconds", "dedup",
                                      "parts", "compiled_esm", "gpu", "standby_seconds",
                                      "lease_to_first_batch_seconds", "active_at_epoch", "first_batch_at_epoch",
                                      "released_at_epoch")},
@@ -439,7 +439,7 @@ def markdown(r: dict) -> str:
              f"| {r.get('tasks_on_standby')} |", "",
              "| task | frames | run time | compute | part loop | fixed (share of compute) | before lease | load | checksum "
              "| compile "
-             "| lease wait | loader wait | write | classify | peak RSS | standby | lease → 1st batch | exposed | main RSS "
+             "| lease wait | loader wait | write | classify (after last batch) | peak RSS | standby | lease → 1st batch | exposed | main RSS "
              "| tree RSS / PSS |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for t in r["tasks"]:
@@ -449,7 +449,8 @@ def markdown(r: dict) -> str:
                      f"| {t['model_load_seconds']} "
                      f"| {t['model_checksum_seconds']} | {t['compile_seconds']} | {t['lease_wait_seconds']} "
                      f"| {t.get('loader_wait_seconds')} "
-                     f"| {t['write_seconds']} | {t.get('classify_seconds')} | {t['peak_rss_gb']} GB "
+                     f"| {t['write_seconds']} | {t.get('classify_seconds')} ({t.get('classify_tail_seconds')}) "
+                     f"| {t['peak_rss_gb']} GB "
                      f"| {t.get('standby_seconds')} "
                      f"| {t.get('lease_to_first_batch_seconds')} | {t.get('exposed_s')} s | {t.get('main_rss_gb')} GB "
                      f"| {t.get('tree_rss_gb')} / {t.get('tree_pss_gb')} GB |")

@@ -233,3 +233,30 @@ def test_a_finished_attempt_is_reused_with_its_predictions_and_only_for_the_same
     other = tmp_path / "other_classifier.pth"
     shutil.copyfile(tiny_models.classifier, other)
     assert task(tmp_path, other) != 0  # another classifier file is another task: it computes
+
+
+def test_scores_taken_while_later_parts_embed_are_the_same_bytes(tiny_models, shard, tmp_path, monkeypatch):
+    """The GPU path scores each batch once its rows are embedded (embed/scoring.py); forced on here on the CPU,
+    with parts and batches that do not line up, the predictions are the bytes of scoring at the end."""
+    import virnucpro.classify.predict as predict
+    from virnucpro.embed import scoring
+
+    early = []
+
+    class Overlapped(scoring.RunningScores):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **{**kwargs, "overlap": True})
+
+        def finish(self):
+            early.append(len(self._futures))  # batches already submitted when the last part is in
+            return super().finish()
+
+    both = ("--token-budget", "300", "--classifier", str(tiny_models.classifier), "--checkpoint-every", "7")
+    monkeypatch.setattr(predict, "BATCH", 4)
+    assert cli(tiny_models, shard[0], tmp_path / "a.npz", *both, "--checkpoint-dir", str(tmp_path / "ca"),
+               "--predictions", str(tmp_path / "at_end.tsv")) == 0
+    monkeypatch.setattr(scoring, "RunningScores", Overlapped)
+    assert cli(tiny_models, shard[0], tmp_path / "b.npz", *both, "--checkpoint-dir", str(tmp_path / "cb"),
+               "--predictions", str(tmp_path / "overlapped.tsv")) == 0
+    assert (tmp_path / "overlapped.tsv").read_bytes() == (tmp_path / "at_end.tsv").read_bytes()
+    assert early and early[0] >= 4  # most of the 6 batches of 23 frames went before the last part

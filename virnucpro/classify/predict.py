@@ -14,23 +14,39 @@ from virnucpro.models.encoders import COLUMNS
 BATCH = 4096
 
 
+def check_fits(classifier, features: Features) -> None:
+    """ValueError unless `features` are the classifier's input columns, in its order and width."""
+    if features.names != COLUMNS:  # the classifier was trained on these columns, side by side in this order
+        raise ValueError(f"feature columns are {', '.join(features.names)}, the classifier takes {', '.join(COLUMNS)}")
+    width = sum(a.shape[1] for a in features.columns.values())
+    if width != classifier.input_dim:
+        raise ValueError(f"features are {width} wide, the classifier expects {classifier.input_dim}")
+
+
+def batches(n: int) -> list[slice]:
+    """The rows of each scoring batch, from the first row on: every scorer uses these, so scores are computed
+    the same way whether a shard is scored whole or as its parts are filled (embed/scoring.py)."""
+    return [slice(i, min(i + BATCH, n)) for i in range(0, n, BATCH)]
+
+
 @torch.no_grad()
+def score_rows(classifier, features: Features, rows: slice) -> np.ndarray:
+    """Softmax probabilities of `rows` (one batch). The columns are put side by side one batch at a time: a
+    whole shard's concatenation would be a second copy of its features (4.5 GB at 340K frames) in memory.
+    `classifier` must be in eval mode, fp32."""
+    return classifier(torch.from_numpy(features.concatenated(rows))).numpy()
+
+
 def predict_probs(classifier, features: Features) -> np.ndarray:
     """Softmax probabilities float32 [N, 2]: column 0 = P(others), column 1 = P(virus).
 
     Computed in fp32 like the original (softmax of fp32 logits), so writing them with `format_score` gives the
     original's text.
     """
-    if features.names != COLUMNS:  # the classifier was trained on these columns, side by side in this order
-        raise ValueError(f"feature columns are {', '.join(features.names)}, the classifier takes {', '.join(COLUMNS)}")
-    width = sum(a.shape[1] for a in features.columns.values())
-    if width != classifier.input_dim:
-        raise ValueError(f"features are {width} wide, the classifier expects {classifier.input_dim}")
-    if len(features) == 0:
-        return np.zeros((0, 2), np.float32)
+    check_fits(classifier, features)
     classifier = classifier.float().eval()
-    # The columns are put side by side one batch at a time: a whole shard's concatenation would be a second copy
-    # of its features (4.5 GB at 340K frames) in the embed task's memory.
-    out = [classifier(torch.from_numpy(features.concatenated(slice(i, i + BATCH)))).numpy()
-           for i in range(0, len(features), BATCH)]
-    return np.concatenate(out).astype(np.float32, copy=False)
+    return join_scores([score_rows(classifier, features, rows) for rows in batches(len(features))])
+
+
+def join_scores(scored: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(scored).astype(np.float32, copy=False) if scored else np.zeros((0, 2), np.float32)

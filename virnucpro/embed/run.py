@@ -14,9 +14,9 @@ checkpoint (names and shapes; the tensors stay memory-mapped, unread) and its to
 GPU therefore holds no model in host memory. After the lease the weights go from the file to the GPU tensor by
 tensor in the compute dtype (no fp32 host copy), which is quick enough to do there.
 
-The classifier scores the features in the same process, after the GPU is handed back: a shard's features (13 KB
-a frame, 4.5 GB for 340K frames) then never go through a file unless the user keeps them, and the run's last
-shard is scored seconds after its last batch instead of after a 4.5 GB write and a separate task's read.
+The classifier scores the features in the same process, batch by batch while later parts still embed
+(embed/scoring.py): a shard's features (13 KB a frame, 4.5 GB for 340K frames) never go through a file unless the
+user keeps them, and the run's last shard is scored and written within a second or two of its last batch.
 """
 
 from __future__ import annotations
@@ -333,40 +333,18 @@ def _load_models(opened: dict, device, dtype) -> tuple[dict, float]:
     return models, time.perf_counter() - t
 
 
-def _score(classifier, features, predictions_path, gpu_handed_on: bool) -> float | None:
-    """Score `features` and write the predictions TSV; the seconds it took, or None without a classifier.
-
-    After the GPU is handed on, the next task's loader workers and main thread feed that GPU from this machine's
-    cores: the scoring then leaves them theirs rather than oversubscribing every core (rows are scored
-    independently, so the thread count changes no result)."""
-    if classifier is None:
-        return None
-    import torch
-
-    from virnucpro.classify.outputs import write_prediction_results
-    from virnucpro.classify.predict import predict_probs
-
-    t = time.perf_counter()
-    threads = torch.get_num_threads()
-    if gpu_handed_on:
-        torch.set_num_threads(max(1, min(threads, (os.cpu_count() or 1) - default_workers(cuda=True) - 2)))
-    try:
-        write_prediction_results(predictions_path, features.ids, predict_probs(classifier, features))
-    finally:
-        torch.set_num_threads(threads)
-    return time.perf_counter() - t
-
-
 def run_embed(job: EmbedJob, prepared: Prepared, settings: EmbedSettings, leased=None, release_gpu=None) -> dict:
     """Load the models onto the settings' device, embed the parts still to do part by part (checkpointing each),
     hand the GPU back, score the frames, write the predictions, the features file (if kept) and the summary."""
     import torch
 
+    from virnucpro.classify.outputs import write_prediction_results
     from virnucpro.embed import standby
     from virnucpro.embed.checkpoint import BackgroundParts, PartStore, key_from_digests
     from virnucpro.embed.dedup import FeatureRows
     from virnucpro.embed.engine import EmbeddingEngine
     from virnucpro.embed.packing import SequenceError
+    from virnucpro.embed.scoring import RunningScores, spare_threads
     from virnucpro.embed.telemetry import Telemetry
     from virnucpro.io.features import Features, save_features
     from virnucpro.models.encoders import BY_NAME
@@ -387,6 +365,13 @@ def run_embed(job: EmbedJob, prepared: Prepared, settings: EmbedSettings, leased
 
     telemetry = Telemetry(total_frames=len(frames), progress_every_s=30.0)
     rows = FeatureRows(len(frames))
+    if dups is not None:
+        rows.keep = dups.sources()
+    # On the GPU path the frames are scored while later parts embed, with the cores the GPU's feeders leave; when
+    # the features are not kept, scored rows give their memory back.
+    scores = None if prepared.classifier is None else RunningScores(
+        prepared.classifier, rows, min(torch.get_num_threads(), spare_threads(settings.workers)) if settings.cuda
+        else torch.get_num_threads(), overlap=settings.cuda, release=job.out_path is None)
     telemetry.dedup = dups.stats if dups else None
     store = parts = None
     write_seconds = 0.0
@@ -398,6 +383,8 @@ def run_embed(job: EmbedJob, prepared: Prepared, settings: EmbedSettings, leased
     try:
         ids = [f.id for f in frames]
         resume = resume_parts(store, ids, job.checkpoint_every, rows)
+        if scores is not None:
+            scores.filled()
         telemetry.add_frames_skipped(sum(end - start for _, start, end in resume.parts) -
                                      sum(end - start for _, start, end in resume.todo))
         starts = {index: start for index, start, _ in resume.parts}
@@ -410,6 +397,8 @@ def run_embed(job: EmbedJob, prepared: Prepared, settings: EmbedSettings, leased
             if parts is not None:
                 parts.write(index, feats)
             rows.put(starts[index], feats)
+            if scores is not None:
+                scores.filled()
 
         encoders = build_encoders(models, prepared.tokenizers, job.token_budget)
         with EmbeddingEngine(encoders, dev, workers=settings.workers, telemetry=telemetry) as engine:
@@ -430,19 +419,21 @@ def run_embed(job: EmbedJob, prepared: Prepared, settings: EmbedSettings, leased
         device_name = torch.cuda.get_device_name(dev) if settings.cuda else None
         gpu_peak = int(torch.cuda.max_memory_allocated(dev)) if settings.cuda else None
         if release_gpu is not None:
-            # The GPU's work is done: free it for the next task while this one scores and writes.
+            # The GPU's work is done: free it for the next task while this one scores its last batches and writes.
             del engine, encoders, models
             if settings.cuda:
                 torch.cuda.empty_cache()
             release_gpu()
             times["released_at_epoch"] = time.time()
-        final = rows.features() if resume.parts else Features.empty(widths)
-        if final.ids != ids:
+        if not rows.filled.all() or rows.ids != ids:
             raise RuntimeError("embedded rows do not match the shard's frames")  # never write a wrong file
-        classify_seconds = _score(prepared.classifier, final, job.predictions_path, release_gpu is not None)
+        t = time.perf_counter()
+        if scores is not None:
+            write_prediction_results(job.predictions_path, ids, scores.finish())
+        classify_tail = time.perf_counter() - t
         t = time.perf_counter()
         if job.out_path is not None:
-            save_features(job.out_path, final)
+            save_features(job.out_path, rows.features() if resume.parts else Features.empty(widths))
         write_seconds += time.perf_counter() - t
         if store is not None:
             # The shard's outputs are whole: parts not yet written are not needed, and their directory goes.
@@ -452,6 +443,8 @@ def run_embed(job: EmbedJob, prepared: Prepared, settings: EmbedSettings, leased
             store.remove()
             store = None
     finally:
+        if scores is not None:
+            scores.close()
         if parts is not None:  # an error is on its way out; the parts under way are finished for a re-run
             if (error := parts.close()) is not None:
                 log.warning("a checkpoint part could not be written either: %s", error)
@@ -481,9 +474,13 @@ def run_embed(job: EmbedJob, prepared: Prepared, settings: EmbedSettings, leased
         "compile_seconds": round(compile_seconds, 3),
         "compute_seconds": round(compute_seconds, 3),
         "write_seconds": round(write_seconds, 3),
-        "classify_seconds": None if classify_seconds is None else round(classify_seconds, 3),
+        # Scoring: its thread's seconds (on the GPU path mostly while later parts embed), then what was left after
+        # the last batch: the last batches' scores and the predictions file.
+        "classify_seconds": None if scores is None else round(scores.seconds, 3),
+        "classify_tail_seconds": None if scores is None else round(classify_tail, 3),
         "predictions": None if job.predictions_path is None else str(job.predictions_path),
         "peak_host_rss_bytes": peak_rss_bytes(),
+        "features_released_bytes": rows.released_bytes,  # scored rows' memory given back (no features kept)
         "host_rss_at_lease_bytes": times.get("host_rss_at_lease_bytes"),
         "total_seconds": round(time.perf_counter() - prepared.t_start, 3),
         # Standby (embed/standby.py): seconds ready on the busy GPU waiting for it; from holding the GPU to the

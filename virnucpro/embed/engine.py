@@ -328,7 +328,7 @@ class EmbeddingEngine:
         if not self.cuda:
             t0 = time.perf_counter()
             tokens, cu, pool_index, pool_count = (torch.from_numpy(a) for a in host_arrays)
-            means = self._forward_pool(enc, tokens, cu, batch.max_seqlen, pool_index, pool_count)
+            means = self.forward_pool(enc, tokens, cu, batch.max_seqlen, pool_index, pool_count)
             stats["seconds"] = time.perf_counter() - t0
             writer.put(("batch", part, e, enc.name, batch.rows, means.numpy(), None, None, stats))
             return
@@ -343,14 +343,15 @@ class EmbeddingEngine:
         start = torch.cuda.Event(enable_timing=True)
         done = torch.cuda.Event(enable_timing=True)
         start.record(self.compute_stream)
-        means = self._forward_pool(enc, tokens, cu, batch.max_seqlen, pool_index, pool_count)
+        means = self.forward_pool(enc, tokens, cu, batch.max_seqlen, pool_index, pool_count)
         host = torch.empty(means.shape, dtype=torch.float32, pin_memory=True)
         host.copy_(means, non_blocking=True)
         done.record(self.compute_stream)
         writer.put(("batch", part, e, enc.name, batch.rows, host, done, start, stats))
 
     @staticmethod
-    def _forward_pool(enc: Encoder, tokens, cu, max_seqlen, pool_index, pool_count) -> torch.Tensor:
+    def forward_pool(enc: Encoder, tokens, cu, max_seqlen, pool_index, pool_count) -> torch.Tensor:
+        """One packed batch through `enc`'s model, mean-pooled per sequence in fp32 (the warm-up uses it too)."""
         # No cuDNN for padded SDPA (DNABERT-S's ALiBi path): it builds a new plan, ~40 ms, for every new
         # (batch, length) shape, and packed batches rarely repeat a shape. Measured in benchmarks/embed_benchmark.py.
         with torch.inference_mode(), sdpa_kernel(_SDPA_BACKENDS):

@@ -91,7 +91,7 @@ def warm_up(engine) -> float:
         for batch in packing.pack(tokens, max(engine.budgets[e], sum(len(t) for t in tokens)), enc.pool):
             arrays = (batch.tokens, batch.cu_seqlens, batch.pool_index, batch.pool_count)
             tok, cu, index, count = (torch.from_numpy(np.ascontiguousarray(a)).to(engine.device) for a in arrays)
-            engine._forward_pool(enc, tok, cu, batch.max_seqlen, index, count)
+            engine.forward_pool(enc, tok, cu, batch.max_seqlen, index, count)
     if engine.cuda:
         torch.cuda.synchronize(engine.device)
         torch.cuda.empty_cache()  # the warm-up's activations go back to the card for the active task

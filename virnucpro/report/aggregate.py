@@ -17,6 +17,13 @@ Records, frames, chunks and regions are columns (NumPy arrays and lists), so the
 regions (most reads) and the tables are computed for all records at once; records of several chunks go through
 regions.find_regions one at a time. Memory: the frame ids and both scores of every frame as text (about 250 bytes a
 frame), plus the records' ids and columns (about 250 bytes a record): about 800 MiB for 1M reads (1.36M frames).
+
+The work is spread over the cores with forked children (io/forked.py): the input tables are read one child each,
+the texts that several outputs share (or that take long to make) in ranges of rows, one child per core, and the
+outputs are written by three children (viral FASTA files, region files, records and chunks tables) and the parent
+(the original's two files) at once. Children share the parent's columns through the fork; what they touch is copied,
+so the process tree peaks near twice the parent alone (about 1.9 GiB at 1M reads). Problems are still raised in the
+order a serial run meets them.
 """
 
 from __future__ import annotations
@@ -93,8 +100,8 @@ def aggregate_sample(sample: str, prediction_paths: list[Path], records_path: Pa
                      shard_paths: list[Path] | None = None, min_length: int = DEFAULT_MIN_LENGTH,
                      region_gap: int = DEFAULT_REGION_GAP) -> dict:
     """Write the sample's result files into ``outdir``; return the summary (also written as JSON). Works on whole
-    columns (records, chunks, frames, regions) rather than record by record (a million reads: about 40 s on two CPU
-    cores, docs/BENCHMARKS.md)."""
+    columns (records, chunks, frames, regions) rather than record by record, spread over the cores
+    (docs/BENCHMARKS.md, "Aggregate")."""
     from virnucpro.classify import outputs
 
     if not 0.0 <= threshold <= 1.0:

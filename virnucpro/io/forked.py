@@ -13,7 +13,6 @@ CPU seconds are logged at debug level (the critical path of a step that forks).
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import multiprocessing
 import os
@@ -26,8 +25,7 @@ log = logging.getLogger(__name__)
 
 class Forked:
     """`Forked(fn, *args)` starts `fn(*args)` in a child; `wait()` returns its value once it ended, or raises its
-    error.
-    Use as a context manager so that a caller leaving early (its own error) stops the child."""
+    error. Use as a context manager so that a caller leaving early (its own error) stops the child."""
 
     def __init__(self, fn, *args):
         ctx = multiprocessing.get_context("fork")
@@ -63,9 +61,6 @@ class Forked:
 
 
 def _run(send, fn, args) -> None:
-    # The garbage collector of the child leaves the caller's objects alone: walking them would write to (and so
-    # copy) every memory page that holds one.
-    gc.freeze()
     try:
         start = time.perf_counter()
         value = fn(*args)

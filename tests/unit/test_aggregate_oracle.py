@@ -16,7 +16,7 @@ import pytest
 
 from virnucpro.classify.outputs import format_score, write_prediction_results
 from virnucpro.errors import InputError
-from virnucpro.io import blocks
+from virnucpro.io import blocks, seqio
 from virnucpro.io.frames import Frame, write_frames_tsv
 from virnucpro.io.seqio import FASTA_LINE_WIDTH, wrap_fasta
 from virnucpro.report import aggregate, regions, rollup
@@ -142,6 +142,7 @@ def text_of(lines, header=""):
 def test_files_match_the_record_by_record_oracle(tmp_path, monkeypatch, seed, threshold, gap, cores):
     monkeypatch.setattr(blocks, "BLOCK_ROWS", 7)  # many blocks, and blocks that split a record's chunks
     monkeypatch.setattr(aggregate, "cores", lambda: cores)
+    monkeypatch.setattr(seqio, "_BLOCK_BYTES", 97)  # the input streamed in many batches, records cut between them
     rng = random.Random(seed)
     records, frame_ids, probs = make_sample(rng, 400)
     seqs, predictions, shards = write_sample(tmp_path, rng, records, frame_ids, probs)

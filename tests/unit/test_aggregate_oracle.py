@@ -16,10 +16,10 @@ import pytest
 
 from virnucpro.classify.outputs import format_score, write_prediction_results
 from virnucpro.errors import InputError
-from virnucpro.io import blocks
+from virnucpro.io import blocks, seqio
 from virnucpro.io.frames import Frame, write_frames_tsv
 from virnucpro.io.seqio import FASTA_LINE_WIDTH, wrap_fasta
-from virnucpro.report import regions, rollup
+from virnucpro.report import aggregate, regions, rollup
 from virnucpro.report.aggregate import TOP_REGIONS, aggregate_sample
 
 L = 300
@@ -135,9 +135,14 @@ def text_of(lines, header=""):
     return header + "".join(line + "\n" for line in lines)
 
 
-@pytest.mark.parametrize("seed, threshold, gap", [(1, 0.5, 1), (2, 0.5, 0), (3, 0.37, 2), (4, 0.81, 1)])
-def test_files_match_the_record_by_record_oracle(tmp_path, monkeypatch, seed, threshold, gap):
+# cores: texts and headers made in that many parts (of at least 3 rows here), or fewer when there are not enough
+# rows; ranges cut records' chunks and regions apart.
+@pytest.mark.parametrize("seed, threshold, gap, cores", [(1, 0.5, 1, 1), (2, 0.5, 0, 2), (3, 0.37, 2, 7),
+                                                         (4, 0.81, 1, 500)])
+def test_files_match_the_record_by_record_oracle(tmp_path, monkeypatch, seed, threshold, gap, cores):
     monkeypatch.setattr(blocks, "BLOCK_ROWS", 7)  # many blocks, and blocks that split a record's chunks
+    monkeypatch.setattr(aggregate, "cores", lambda: cores)
+    monkeypatch.setattr(seqio, "_BLOCK_BYTES", 97)  # the input streamed in many batches, records cut between them
     rng = random.Random(seed)
     records, frame_ids, probs = make_sample(rng, 400)
     seqs, predictions, shards = write_sample(tmp_path, rng, records, frame_ids, probs)

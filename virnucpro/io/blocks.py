@@ -17,6 +17,14 @@ def row_blocks(n_rows: int) -> Iterator[slice]:
         yield slice(start, start + BLOCK_ROWS)
 
 
+def row_ranges(n_rows: int, parts: int) -> list[slice]:
+    """``n_rows`` cut into at most ``parts`` consecutive slices of nearly equal size, none shorter than half a block
+    unless there is only one (a child process per slice is worth its start only for that much work)."""
+    parts = max(1, min(parts, n_rows // max(BLOCK_ROWS // 2, 1)))
+    bounds = [n_rows * k // parts for k in range(parts + 1)]
+    return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
+
+
 def cell_blocks(fh: TextIO, width: int, first_line: int) -> Iterator[tuple[int, list[str], int, int | None]]:
     """The rest of an open text file read BLOCK_ROWS lines at a time, each block as (number of its first line, the
     cells of its lines before the first one without ``width`` tab-separated fields, row after row, how many lines

@@ -17,6 +17,13 @@ Records, frames, chunks and regions are columns (NumPy arrays and lists), so the
 regions (most reads) and the tables are computed for all records at once; records of several chunks go through
 regions.find_regions one at a time. Memory: the frame ids and both scores of every frame as text (about 250 bytes a
 frame), plus the records' ids and columns (about 250 bytes a record): about 800 MiB for 1M reads (1.36M frames).
+
+The work is spread over the cores with forked children (io/forked.py): the input tables are read one child each,
+the texts that several outputs share (or that take long to make) in ranges of rows, one child per core, and the
+outputs are written by three children (viral FASTA files, region files, records and chunks tables) and the parent
+(the original's two files) at once. Children share the parent's columns through the fork; what they touch is copied,
+so the process tree peaks near twice the parent alone (about 1.9 GiB at 1M reads). Problems are still raised in the
+order a serial run meets them.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -32,8 +40,10 @@ import numpy as np
 from virnucpro import __version__
 from virnucpro.errors import InputError, OptionError, user_path
 from virnucpro.io.atomic import atomic_output_dir
-from virnucpro.io.forked import Forked
-from virnucpro.io.seqio import FASTA_LINE_WIDTH, read_raw_sequences, wrap_fasta
+from virnucpro.io.blocks import row_ranges
+from virnucpro.io.forked import Forked, cores, forked_calls
+from virnucpro.io.frames import read_frame_ids
+from virnucpro.io.seqio import FASTA_LINE_WIDTH, read_raw_batches, wrap_fasta
 from virnucpro.options import CHUNK_LENGTHS, DEFAULT_MIN_LENGTH, DEFAULT_REGION_GAP
 from virnucpro.report import regions, rollup
 
@@ -90,8 +100,8 @@ def aggregate_sample(sample: str, prediction_paths: list[Path], records_path: Pa
                      shard_paths: list[Path] | None = None, min_length: int = DEFAULT_MIN_LENGTH,
                      region_gap: int = DEFAULT_REGION_GAP) -> dict:
     """Write the sample's result files into ``outdir``; return the summary (also written as JSON). Works on whole
-    columns (records, chunks, frames, regions) rather than record by record (a million reads: about 40 s on two CPU
-    cores, docs/BENCHMARKS.md)."""
+    columns (records, chunks, frames, regions) rather than record by record, spread over the cores
+    (docs/BENCHMARKS.md, "Aggregate")."""
     from virnucpro.classify import outputs
 
     if not 0.0 <= threshold <= 1.0:
@@ -104,13 +114,20 @@ def aggregate_sample(sample: str, prediction_paths: list[Path], records_path: Pa
     if not input_path.is_file():
         raise InputError(input_path, "input sequence file not found")
     prediction_paths = rollup.order_by_shard([Path(p) for p in prediction_paths])
-    preds = rollup.read_all_predictions(prediction_paths)
-    rollup.check_unique(preds)
-    if shard_paths:
-        rollup.check_against_shards(preds, rollup.order_by_shard([Path(p) for p in shard_paths]))
-    # Made here, while little else is held: grouping the frames by chunk id is the peak of memory otherwise.
-    highestscore = outputs.highestscore_rows(preds.ids, preds.probs)
-    table = rollup.read_records_table(records_path)
+    shard_paths = rollup.order_by_shard([Path(p) for p in shard_paths]) if shard_paths else []
+    # The input tables are read side by side, one child each, and checked in the order a serial reader would
+    # meet their problems.
+    lap = _Laps()
+    with contextlib.ExitStack() as readers:
+        reading = [readers.enter_context(Forked(rollup.read_predictions_file, p)) for p in prediction_paths]
+        shards = [readers.enter_context(Forked(read_frame_ids, p)) for p in shard_paths]
+        records = readers.enter_context(Forked(rollup.read_records_table, records_path))
+        preds = rollup.joined_predictions(prediction_paths, [r.wait() for r in reading])
+        rollup.check_unique(preds)
+        if shard_paths:
+            rollup.check_against_shards(preds, [i for shard in shards for i in shard.wait()])
+        table = records.wait()
+    lap("read and check the inputs")
     candidates = _chunk_lengths(table, chunk_length, records_path)
     if chunk_length is None and len(candidates) == 1:
         chunk_length = next(iter(candidates))
@@ -125,40 +142,69 @@ def aggregate_sample(sample: str, prediction_paths: list[Path], records_path: Pa
     names = output_names(sample)
     inputs = {"predictions": [str(p) for p in prediction_paths], "records": str(records_path),
               "input": user_path(input_path)}
+    lap("roll up and find the regions")
+    # Texts shared by several outputs, or long to make: in parts side by side.
 
-    with atomic_output_dir(outdir) as tmp, contextlib.ExitStack() as stack:  # a child stops before tmp goes
+    def frame_score_texts(rows):
+        return outputs.score_texts(preds.probs[rows])
+
+    def chunk_score_texts(rows):
+        return (rollup.chunk_score_texts(roll, rows),)
+
+    def fasta_headers(rows):
+        return (regions.viral_headers(table.ids, roll.virus_score, found, viral[rows]),)
+
+    def region_headers(rows):
+        return (regions.region_fasta_headers(table.ids, found, region_ids, rows),)
+
+    texts = _joined(_in_parts(frame_score_texts, len(preds.ids)))
+    score_texts = _joined(_in_parts(chunk_score_texts, len(roll.chunk_frames)))[0]
+    headers = _joined(_in_parts(fasta_headers, len(viral)))[0]
+    headers_of_regions = _joined(_in_parts(region_headers, len(found)))[0]
+    viral_bp = np.zeros(len(table), np.int64)
+    np.add.at(viral_bp, found.record, found.end - found.start + 1)
+    lap("score texts and FASTA headers")
+
+    def region_files(tmp):
         with _text(tmp / names["regions"]) as tsv, _text(tmp / names["gff"]) as gff, \
                 _text(tmp / names["bed"]) as bed:
-            region_headers = regions.write_region_files(tsv, gff, bed, table.ids, table.length, found, region_ids)
-        # The input is read once more for the FASTA files (a third of the work at 1M reads): in a child, beside
-        # the tables written here.
-        fasta = stack.enter_context(Forked(
-            _write_viral_fasta, input_path, records_path, table, viral,
-            regions.viral_headers(table.ids, roll.virus_score, found, viral), found, region_headers,
-            tmp / names["viral_fasta"], tmp / names["regions_fasta"]))
-        outputs.write_highestscore(tmp / names["highestscore"], preds.ids, preds.probs, highestscore)
-        del highestscore
-        texts = outputs.score_texts(preds.probs)  # both scores of every frame as text: the largest thing held from here
+            regions.write_region_files(tsv, gff, bed, table.ids, table.length, found, region_ids)
+
+    def viral_fasta(tmp):
+        _write_viral_fasta(input_path, records_path, table, viral, headers, found, headers_of_regions,
+                           tmp / names["viral_fasta"], tmp / names["regions_fasta"])
+
+    def highestscore(tmp):
+        outputs.write_highestscore(tmp / names["highestscore"], preds.ids, preds.probs)
+
+    def prediction_results(tmp):
         outputs.write_prediction_results(tmp / names["prediction_results"], preds.ids, preds.probs, texts)
-        n_frames, preds = len(preds.ids), None  # nothing below needs the frame ids
-        viral_bp = np.zeros(len(table), np.int64)
-        np.add.at(viral_bp, found.record, found.end - found.start + 1)
-        score_texts = rollup.chunk_score_texts(roll)
+
+    def tables(tmp):  # in one child: they read much the same texts, which each child would copy
         with _text(tmp / names["records"]) as fh:
             rollup.write_records(fh, table, roll, np.bincount(found.record, minlength=len(table)), viral_bp,
                                  region_code, texts[1], score_texts)
         with _text(tmp / names["chunks"]) as fh:
             regions.write_chunks(fh, table.ids, roll, chunk_start, chunk_end, regions.chunk_regions(roll, found),
                                  region_ids, threshold, texts, score_texts)
-        del texts, score_texts
-        fasta.wait()
-        summary = _summary(sample, threshold, chunk_length, table, roll, found, region_code, n_frames, names, inputs,
-                           min_length, region_gap, _top_regions(table, found, region_ids))
+
+    with atomic_output_dir(outdir) as tmp, contextlib.ExitStack() as stack:  # a child stops before tmp goes
+        # The outputs side by side: the longest ones in children (the viral FASTA, which streams the input again,
+        # first), the two files of the original here, where nothing has to be copied for them.
+        children = [stack.enter_context(Forked(write, tmp)) for write in (viral_fasta, region_files, tables)]
+        highestscore(tmp)
+        prediction_results(tmp)
+        for child in children:
+            child.wait()
+        lap("write the outputs")
+        summary = _summary(sample, threshold, chunk_length, table, roll, found, region_code, len(preds.ids), names,
+                           inputs, min_length, region_gap, _top_regions(table, found, region_ids))
         with open(tmp / names["summary"], "w", encoding="utf-8") as fh:
             json.dump(summary, fh, indent=2)
             fh.write("\n")
         for f in tmp.iterdir():
             f.chmod(0o644)  # results are for everyone to read, like any file written with the default umask
+    lap("summary")
     for warning in summary["warnings"]:
         log.warning("sample %s: %s", sample, warning)
     log.info("sample %s: %d records, %d viral (%.2f%%: %d whole, %d partial) at threshold %g, %d regions, "
@@ -166,6 +212,29 @@ def aggregate_sample(sample: str, prediction_paths: list[Path], records_path: Pa
              summary["percent_viral"], summary["records_viral_whole"], summary["records_viral_partial"], threshold,
              summary["regions"], summary["records_too_short"], summary["frames"])
     return summary
+
+
+class _Laps:
+    """Each call logs (debug) the wall and CPU seconds of this process since the previous one: with the children's
+    own times (io/forked.py), the critical path of the step."""
+
+    def __init__(self):
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+
+    def __call__(self, step: str) -> None:
+        wall, cpu = time.perf_counter(), time.process_time()
+        log.debug("%s: %.2f s, %.2f s CPU in the parent", step, wall - self._wall, cpu - self._cpu)
+        self._wall, self._cpu = wall, cpu
+
+
+def _in_parts(fn, n_rows: int) -> list:
+    """``fn(rows)`` for consecutive ranges of ``n_rows`` rows, one child per range, one range per core."""
+    return forked_calls((fn, rows) for rows in row_ranges(n_rows, cores()))
+
+
+def _joined(parts: list[tuple[list, ...]]) -> tuple[list, ...]:
+    """Tuples of lists made for consecutive ranges of rows, as one tuple of lists over all the rows."""
+    return tuple([x for part in column for x in part] for column in zip(*parts))
 
 
 def _text(path: Path):
@@ -292,27 +361,27 @@ def _write_viral_fasta(input_path: Path, records_path: Path, table: rollup.Recor
     regions' sequences (every region is in a viral record, in the same order). The input must be the file that was
     preprocessed: its records' ids and lengths must be the records table's (checked once the input is read; the
     files are not kept otherwise)."""
-    ids, lengths = [], []
-    viral = viral.tolist() + [-1]  # the next viral record's index is viral[v]
-    spans = zip(found.record.tolist(), found.start.tolist(), found.end.tolist(), region_headers)
-    span = next(spans, None)
-    v = 0
+    ids: list[str] = []
+    lengths: list[int] = []
     with open(out, "w", encoding="ascii", newline="\n") as fh, \
             open(regions_out, "w", encoding="ascii", newline="\n") as regions_fh:
-        for index, (record_id, seq) in enumerate(read_raw_sequences(input_path, unique_ids=False, allow_empty=True)):
-            ids.append(record_id)
-            lengths.append(len(seq))
-            if index == viral[v]:
-                seq = seq.decode("ascii")
-                body = wrap_fasta("", seq, FASTA_LINE_WIDTH)[2:]  # the sequence lines, after ">\n"
-                fh.write(f">{headers[v]}\n{body}")
-                v += 1
-                while span is not None and span[0] == index:
-                    _, start, end, header = span
-                    whole = start == 1 and end == len(seq)  # most reads: the region is the record
-                    regions_fh.write(f">{header}\n{body}" if whole else
-                                     wrap_fasta(header, seq[start - 1:end], FASTA_LINE_WIDTH))
-                    span = next(spans, None)
+        for batch, seqs in read_raw_batches(input_path, unique_ids=False, allow_empty=True):
+            first = len(ids)  # the index of the batch's first record
+            ids += batch
+            lengths += map(len, seqs)
+            lo, hi = np.searchsorted(viral, (first, len(ids))).tolist()
+            picked = viral[lo:hi].tolist()
+            texts = [seqs[k - first].decode("ascii") for k in picked]
+            bodies = [wrap_fasta("", seq, FASTA_LINE_WIDTH)[2:] for seq in texts]  # the lines after ">\n"
+            fh.write("".join(map(">{}\n{}".format, headers[lo:hi], bodies)))
+            of = dict(zip(picked, range(len(picked))))  # every region is in a viral record
+            lo, hi = np.searchsorted(found.record, (first, len(ids))).tolist()
+            regions_fh.write("".join(
+                # most reads: the region is the whole record
+                f">{header}\n{bodies[of[r]]}" if start == 1 and end == len(texts[of[r]]) else
+                wrap_fasta(header, texts[of[r]][start - 1:end], FASTA_LINE_WIDTH)
+                for r, start, end, header in zip(found.record[lo:hi].tolist(), found.start[lo:hi].tolist(),
+                                                 found.end[lo:hi].tolist(), region_headers[lo:hi])))
     if ids != table.ids or lengths != table.length.tolist():
         k = next((k for k, (a, b, m, n) in enumerate(zip(ids, table.ids, lengths, table.length.tolist()))
                   if a != b or m != n), min(len(ids), len(table)))

@@ -264,21 +264,18 @@ def _escaped(values: list[str], unsafe: re.Pattern, escape) -> list[str]:
 
 
 def write_region_files(tsv, gff, bed, record_ids: list[str], length: np.ndarray, regions: RegionTable,
-                       ids: list[str]) -> list[str]:
+                       ids: list[str]) -> None:
     """Write the regions as <sample>.viral_regions.tsv (REGION_COLUMNS), GFF3 (each record's ##sequence-region
     directive, then one feature line per region) and BED6 (0-based start, end exclusive; score = max chunk score x
     1000 rounded half to even like round(), as BED scores are integers 0-1000) to the open files, a block of
-    regions at a time; return the headers of the regions in <sample>.viral_regions.fa. ``ids``: region ids."""
+    regions at a time. ``ids``: region ids."""
     tsv.write("\t".join(REGION_COLUMNS) + "\n")
     gff.write(GFF_HEADER)
-    headers: list[str] = []
     for rows in row_blocks(len(regions)):
         r = _Rows(regions, rows)
         n = len(r.start)
         of_region = _of_regions(record_ids, regions, rows)
-        scores = regions.mean_score[rows], regions.max_score[rows]
-        top, top4 = _scores(scores[1]), _scores(scores[1], ".4f")
-        mean, mean4 = texts_like(scores[0], scores[1], top), texts_like(scores[0], scores[1], top4, "{:.4f}".format)
+        top, top4, mean, mean4 = _region_scores(regions, rows)
         whole = _true_false(regions.whole[rows])
         tsv.write(tsv_text((ids[rows], of_region, r.start, r.end, r.length, r.first, r.last, r.n_chunks, r.n_viral,
                             mean, top, whole)))
@@ -293,9 +290,29 @@ def write_region_files(tsv, gff, bed, record_ids: list[str], length: np.ndarray,
                             list(attributes))))
         bed.write(tsv_text((of_region, r.bed_start, r.end, ids[rows],
                             texts(np.rint(regions.max_score[rows] * 1000).astype(np.int64)), ["."] * n)))
+
+
+def region_fasta_headers(record_ids: list[str], regions: RegionTable, ids: list[str],
+                         rows: slice = slice(None)) -> list[str]:
+    """The headers of ``rows`` of the regions in <sample>.viral_regions.fa, with the coordinates and scores of the
+    region files. ``ids``: region ids."""
+    first, stop, _ = rows.indices(len(regions))
+    headers: list[str] = []
+    for block in row_blocks(stop - first):
+        rows = slice(first + block.start, min(first + block.stop, stop))
+        r = _Rows(regions, rows)
+        _, top4, _, mean4 = _region_scores(regions, rows)
         headers.extend(map("{} record={} region={}-{} score={} mean_score={} chunks={} whole_record={}".format,
-                           ids[rows], of_region, r.start, r.end, top4, mean4, r.n_chunks, whole))
+                           ids[rows], _of_regions(record_ids, regions, rows), r.start, r.end, top4, mean4,
+                           r.n_chunks, _true_false(regions.whole[rows])))
     return headers
+
+
+def _region_scores(regions: RegionTable, rows: slice) -> tuple[list[str], list[str], list[str], list[str]]:
+    """The max and mean chunk scores of a block of regions as text: repr() and 4 decimals of each."""
+    mean, top = regions.mean_score[rows], regions.max_score[rows]
+    top_texts, top4 = _scores(top), _scores(top, ".4f")
+    return top_texts, top4, texts_like(mean, top, top_texts), texts_like(mean, top, top4, "{:.4f}".format)
 
 
 def viral_headers(record_ids: list[str], virus_score: np.ndarray, regions: RegionTable,

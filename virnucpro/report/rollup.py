@@ -71,23 +71,27 @@ def order_by_shard(paths: list[Path]) -> list[Path]:
     return list(paths)
 
 
-def read_all_predictions(paths: list[Path]) -> Predictions:
+def read_predictions_file(path: Path) -> tuple[list[str], np.ndarray]:
+    """One predictions file's frame ids and scores, checked to be probabilities."""
     from virnucpro.classify.outputs import read_predictions
 
+    if not Path(path).is_file():
+        raise InputError(path, "predictions file not found")
+    ids, probs = read_predictions(path)
+    bad = np.flatnonzero(~np.isfinite(probs).all(axis=1) | (probs < 0).any(axis=1) | (probs > 1).any(axis=1))
+    if len(bad):
+        raise InputError(path, f"line {bad[0] + 2}: scores must be probabilities in [0, 1]")
+    return ids, probs
+
+
+def joined_predictions(paths: list[Path], read: list[tuple[list[str], np.ndarray]]) -> Predictions:
+    """One sample's predictions from its files in order (``read``: read_predictions_file of each)."""
     ids: list[str] = []
-    parts: list[np.ndarray] = []
     files: list[tuple[Path, int]] = []
-    for path in paths:
-        if not Path(path).is_file():
-            raise InputError(path, "predictions file not found")
-        file_ids, probs = read_predictions(path)
-        bad = np.flatnonzero(~np.isfinite(probs).all(axis=1) | (probs < 0).any(axis=1) | (probs > 1).any(axis=1))
-        if len(bad):
-            raise InputError(path, f"line {bad[0] + 2}: scores must be probabilities in [0, 1]")
+    for path, (file_ids, _) in zip(paths, read):
         files.append((Path(path), len(ids)))
         ids.extend(file_ids)
-        parts.append(probs)
-    probs = np.concatenate(parts) if parts else np.zeros((0, 2), np.float32)
+    probs = np.concatenate([probs for _, probs in read]) if read else np.zeros((0, 2), np.float32)
     return Predictions(ids, probs, files)
 
 
@@ -111,11 +115,9 @@ def check_unique(preds: Predictions) -> None:
                                 f"{_named(list(repeated))}")
 
 
-def check_against_shards(preds: Predictions, shard_paths: list[Path]) -> None:
-    """The scored frames must be exactly the shards' frames, in the same order."""
-    from virnucpro.io.frames import read_frame_ids
-
-    expected = [i for path in shard_paths for i in read_frame_ids(path)]
+def check_against_shards(preds: Predictions, expected: list[str]) -> None:
+    """The scored frames must be exactly the shards' frames (``expected``: their ids, in shard order), in the same
+    order."""
     if expected == preds.ids:
         return
     got = set(preds.ids)
@@ -299,11 +301,11 @@ def number_texts(values: np.ndarray) -> list[str]:
     return list(map(texts.__getitem__, index.tolist()))
 
 
-def chunk_score_texts(roll: RollUp) -> list[str]:
-    """Each chunk's score as number_texts writes it (NA without a frame); the records table reuses them for its
-    virus_score (the best chunk's) and, through texts_like, its mean_chunk_score (NaN exactly where virus_score is,
-    so only real numbers are converted there)."""
-    return number_texts(np.where(roll.chunk_frames > 0, roll.chunk_score, np.nan))
+def chunk_score_texts(roll: RollUp, rows: slice = slice(None)) -> list[str]:
+    """Each chunk's score as number_texts writes it (NA without a frame), for a range of chunks; the records table
+    reuses them for its virus_score (the best chunk's) and, through texts_like, its mean_chunk_score (NaN exactly
+    where virus_score is, so only real numbers are converted there)."""
+    return number_texts(np.where(roll.chunk_frames[rows] > 0, roll.chunk_score[rows], np.nan))
 
 
 def frame_texts(frame: np.ndarray, values: np.ndarray, per_frame: list[str]) -> list[str]:

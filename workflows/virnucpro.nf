@@ -1,8 +1,8 @@
 /*
  * VIRNUCPRO: per sample [POOL_MATES, paired reads only] -> PREPROCESS -> SHARD -> EMBED (per shard: GPU embedding,
  * then the classifier's scores) -> AGGREGATE, then one REPORT over all samples and MULTIQC over the report's MultiQC files and the
- * software versions, with PROVENANCE (model checks and checksums, precision) once per run, before any EMBED: EMBED
- * takes its record, so a wrong model stops the run before GPU work. Shards are
+ * software versions, with PROVENANCE (model checks and checksums, precision) once per run, beside the rest: a
+ * wrong model fails PROVENANCE, and EMBED's own checks before its GPU work, so the run stops before any. Shards are
  * contiguous slices of a sample's frames, so putting the shard predictions back in shard-name order restores
  * input order; AGGREGATE gets the shard TSVs too and checks that.
  */
@@ -50,7 +50,8 @@ workflow VIRNUCPRO {
         shards.collect { shard -> [meta + [shard: shard.baseName, n_shards: shards.size()], shard] }
     }
 
-    EMBED(ch_shards, esm_model, dnabert_model, classifier, checkpoint_dir, PROVENANCE.out.provenance)
+    // Not waiting for PROVENANCE: both hash the models through the hash cache under checkpoint_dir, once per run.
+    EMBED(ch_shards, esm_model, dnabert_model, classifier, checkpoint_dir)
 
     // Back to one item per sample, as soon as its last shard is scored, shard predictions in shard order.
     ch_predictions = EMBED.out.predictions

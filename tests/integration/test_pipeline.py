@@ -514,17 +514,37 @@ if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-v"]))
 
 
-def test_a_classifier_that_does_not_fit_stops_the_run_before_any_embed(tmp_path):
-    """PROVENANCE checks the models first: one line per problem, and no EMBED task is ever started."""
+# The test profile runs one task at a time (6 GB each); with these, two share its 2 CPUs, so EMBED tasks may start
+# while PROVENANCE still checks the models, as on a real machine.
+OVERLAPPING_TASKS_CONFIG = """
+process {
+    withLabel: 'process_single' { memory = '1.GB' }
+    withLabel: 'process_gpu'    { memory = '1.GB'; cpus = 1 }
+}
+"""
+
+
+def test_a_classifier_that_does_not_fit_stops_the_run_before_any_embed_work(tmp_path):
+    """EMBED does not wait for PROVENANCE: one of them finds the problem first (one line per problem, naming the
+    file), the run stops, and an EMBED task that had started fails its own model checks (exit 2) before any GPU
+    work, writing nothing."""
     from virnucpro.models.tiny import _TrainPyMLP, save_as_main_class
 
     wrong = tmp_path / "classifier_wide.pth"
     save_as_main_class(_TrainPyMLP(99, 16, 2).eval(), "MLPClassifier", wrong)
+    config = tmp_path / "overlap.config"
+    config.write_text(OVERLAPPING_TASKS_CONFIG)
     outdir = tmp_path / "results"
-    result = run_nextflow(["-profile", "test", "--outdir", str(outdir), "--classifier", str(wrong)], tmp_path,
-                          timeout=600)
+    result = run_nextflow(["-profile", "test", "-c", str(config), "--outdir", str(outdir), "--classifier", str(wrong)],
+                          tmp_path, timeout=600)
     output = result.stdout + result.stderr
     assert result.returncode != 0, output[-4000:]
     problems = [line for line in output.splitlines() if line.strip().startswith("virnucpro: error:")]
-    assert problems and all("input width 99" in p for p in problems), output[-4000:]
-    assert "Submitted process > VIRNUCPRO:EMBED" not in output
+    # PROVENANCE's check and EMBED's say it in their own words
+    assert problems and all("classifier_wide.pth" in p and re.search(r"input width 99|takes 99 features", p)
+                            for p in problems), output[-4000:]
+    trace = next((outdir / "pipeline_info").glob("execution_trace_*.txt")).read_text().splitlines()
+    header = trace[0].split("\t")
+    rows = [dict(zip(header, line.split("\t"))) for line in trace[1:]]
+    assert all((row["status"], row["exit"]) == ("FAILED", "2") for row in rows if ":EMBED " in row["name"]), trace
+    assert not list(outdir.rglob("prediction_results.txt"))

@@ -76,7 +76,7 @@ def test_provenance_refuses_bad_models_and_writes_nothing(tiny_models, tmp_path,
     out = tmp_path / "model_provenance.json"
     code = main(["provenance", "--esm-model", str(tiny_models.esm_pt), "--dnabert-model", str(tiny_models.dnabert),
                  "--classifier", str(wrong), "--precision", "fp16", "--chunk-length", "500",
-                 "--cache-dir", str(tmp_path / "cache"), "--out", str(out)])
+                 "--hash-cache", str(tmp_path / "cache"), "--out", str(out)])
     assert code == 2 and not out.exists()
     assert "input width 64" in capsys.readouterr().err
     # The hashing runs beside the checks and may have cached digests meanwhile: only true ones.
@@ -91,7 +91,7 @@ def test_provenance_records_the_widths_and_file_times(tiny_models, tmp_path):
     out = tmp_path / "model_provenance.json"
     assert main(["provenance", "--esm-model", str(tiny_models.esm_pt), "--dnabert-model", str(tiny_models.dnabert),
                  "--classifier", str(tiny_models.classifier), "--precision", "fp16", "--chunk-length", "500",
-                 "--cache-dir", str(tmp_path / "cache"), "--out", str(out)]) == 0
+                 "--hash-cache", str(tmp_path / "cache"), "--out", str(out)]) == 0
     record = json.loads(out.read_text())
     assert record["checks"]["classifier_input_dim"] == 80
     esm = record["models"]["esm"]["files"][0]

@@ -1,10 +1,15 @@
 """Checkpoint parts: keyed directories, validation before reuse, atomic writes, one writer per shard."""
 
+import errno
 import json
+import logging
 import os
 import subprocess
 import sys
+import textwrap
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -171,6 +176,80 @@ def test_model_checksums_are_cached_by_path_size_and_mtime(tmp_path, monkeypatch
     model.write_bytes(b"other!!" * 1000)  # same size, new mtime
     os.utime(model, ns=(time.time_ns(), time.time_ns() + 10**9))
     assert ck.cached_sha256(model, cache) == file_sha256(model) != first and len(calls) == 1
+
+
+def _slow_counted_sha256(monkeypatch, seconds=0.3):
+    """Patch checkpoint.file_sha256 to take `seconds` and record each file it reads."""
+    import virnucpro.embed.checkpoint as ck
+
+    calls, real = [], ck.file_sha256
+    monkeypatch.setattr(ck, "file_sha256", lambda p: calls.append(p) or time.sleep(seconds) or real(p))
+    return calls
+
+
+def test_concurrent_hashers_of_one_file_read_it_once(tmp_path, monkeypatch):
+    """PROVENANCE and the first EMBED tasks start together: the first hashes a model, the others wait for its digest."""
+    import virnucpro.embed.checkpoint as ck
+
+    model = tmp_path / "m.pt"
+    model.write_bytes(b"weights" * 1000)
+    calls = _slow_counted_sha256(monkeypatch)
+    start = threading.Barrier(3)
+
+    def hasher(_):
+        start.wait()
+        return ck.cached_sha256(model, tmp_path / "c")
+
+    with ThreadPoolExecutor(3) as pool:
+        digests = list(pool.map(hasher, range(3)))
+    assert digests == [file_sha256(model)] * 3
+    assert len(calls) == 1
+
+
+def test_a_hasher_killed_mid_hash_does_not_block_the_next(tmp_path):
+    """The lock is an flock: the kernel drops it with its holder, so the waiter goes on and hashes the file itself."""
+    import virnucpro.embed.checkpoint as ck
+
+    model, cache, ready = tmp_path / "m.pt", tmp_path / "c", tmp_path / "hashing"
+    model.write_bytes(b"weights" * 1000)
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import pathlib, time
+        import virnucpro.embed.checkpoint as ck
+        def stuck(path):
+            pathlib.Path({str(ready)!r}).touch()
+            time.sleep(600)
+        ck.file_sha256 = stuck
+        ck.cached_sha256({str(model)!r}, {str(cache)!r})
+    """)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            assert holder.poll() is None and time.monotonic() < deadline, "the holder never started hashing"
+            time.sleep(0.05)
+        with ThreadPoolExecutor(1) as pool:
+            waiter = pool.submit(ck.cached_sha256, model, cache)
+            time.sleep(0.5)
+            assert not waiter.done()  # waiting on the other process's lock
+            holder.kill()
+            assert waiter.result(timeout=30) == file_sha256(model)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_hashing_goes_on_without_the_lock_where_locking_fails(tmp_path, monkeypatch, caplog):
+    import virnucpro.embed.checkpoint as ck
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    model = tmp_path / "m.pt"
+    model.write_bytes(b"weights" * 1000)
+    monkeypatch.setattr(ck.fcntl, "flock", no_locks)
+    with caplog.at_level(logging.DEBUG, logger=ck.__name__):
+        assert ck.cached_sha256(model, tmp_path / "c") == file_sha256(model)
+    assert "hashing without the lock" in caplog.text
+    assert len(list((tmp_path / "c" / ".hash-cache").glob("*.json"))) == 1  # the entry was still written
 
 
 def test_model_directory_checksum_and_shard_key(tmp_path):

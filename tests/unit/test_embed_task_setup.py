@@ -1,4 +1,4 @@
-"""The fixed cost of an EMBED task: checksums from the run's model check, models loaded only after the GPU lease,
+"""The fixed cost of an EMBED task: checksums from the run's hash cache, models loaded only after the GPU lease,
 a torch.compile cache shared by the run's tasks, and the phases recorded in the summary."""
 
 import contextlib
@@ -13,7 +13,6 @@ import pytest
 
 from virnucpro.cli import main
 from virnucpro.embed import checkpoint, run
-from virnucpro.errors import InputError
 from virnucpro.io.frames import Frame, write_frames_tsv
 
 
@@ -30,29 +29,27 @@ def record(tiny_models, tmp_path_factory):
     out = d / "model_provenance.json"
     assert main(["provenance", "--esm-model", str(tiny_models.esm_pt), "--dnabert-model", str(tiny_models.dnabert),
                  "--classifier", str(tiny_models.classifier), "--precision", "fp32", "--chunk-length", "500",
-                 "--cache-dir", str(d / "cache"), "--out", str(out)]) == 0
+                 "--hash-cache", str(d / "cache"), "--out", str(out)]) == 0
     return out
 
 
-def test_checksums_come_from_the_record_without_hashing(tiny_models, record, tmp_path, monkeypatch):
-    hashed = run.model_digests(run.model_paths(tiny_models.esm_pt, tiny_models.dnabert), tmp_path / "cache")
-    monkeypatch.setattr(checkpoint, "file_sha256", lambda p: pytest.fail(f"hashed {p}"))
+def test_embed_takes_the_model_checksums_provenance_left_in_the_hash_cache(tiny_models, shard, record, tmp_path,
+                                                                          monkeypatch):
+    """PROVENANCE and the EMBED tasks share one hash cache (`--hash-cache`): a task finds every model's digest there,
+    the very one PROVENANCE recorded, and reads no model file to build its checkpoint key."""
+    models = json.loads(record.read_text())["models"]
+    model_files = {f["path"] for m in models.values() for f in m["files"]}
+    hashed = []
+    real = checkpoint.file_sha256
+    monkeypatch.setattr(checkpoint, "file_sha256", lambda p: hashed.append(os.path.realpath(p)) or real(p))
     paths = run.model_paths(tiny_models.esm_pt, tiny_models.dnabert)
-    assert run.model_digests(paths, tmp_path / "c2", record) == hashed
-
-
-def test_a_record_of_other_or_changed_files_is_refused(tiny_models, record, tmp_path):
-    with pytest.raises(InputError, match="records the model"):
-        run.model_digests(run.model_paths(tiny_models.esm_hf, tiny_models.dnabert), tmp_path, record)
-    data = json.loads(record.read_text())
-    data["models"]["esm"]["files"][0]["mtime_ns"] -= 1  # as if the file had been replaced after the check
-    changed = tmp_path / "changed.json"
-    changed.write_text(json.dumps(data))
-    with pytest.raises(InputError, match="changed since the run's model check"):
-        run.model_digests(run.model_paths(tiny_models.esm_pt, tiny_models.dnabert), tmp_path, changed)
-    (tmp_path / "bad.json").write_text("{}")
-    with pytest.raises(InputError, match="not a readable model-check record"):
-        run.model_digests(run.model_paths(tiny_models.esm_pt, tiny_models.dnabert), tmp_path, tmp_path / "bad.json")
+    digests = run.model_digests(paths, record.parent / "cache")
+    assert sorted(digests.values()) == sorted(models[role]["sha256"] for role in ("esm", "dnabert"))
+    assert main(["embed", "--frames", str(shard), "--esm-model", str(tiny_models.esm_pt), "--dnabert-model",
+                 str(tiny_models.dnabert), "--out", str(tmp_path / "o.npz"), "--device", "cpu", "--precision", "fp32",
+                 "--checkpoint-dir", str(tmp_path / "ckpt"), "--hash-cache", str(record.parent / "cache")]) == 0
+    assert hashed and not model_files & set(hashed)  # the shard was hashed, no model file
+    assert not (tmp_path / "ckpt" / ".hash-cache").exists()
 
 
 def test_models_are_opened_before_and_built_after_the_lease(tiny_models, shard, tmp_path, monkeypatch):
@@ -103,8 +100,8 @@ def test_summary_records_the_phases_of_the_task(tiny_models, shard, record, tmp_
     summary_path = tmp_path / "s.json"
     assert main(["embed", "--frames", str(shard), "--esm-model", str(tiny_models.esm_pt), "--dnabert-model",
                  str(tiny_models.dnabert), "--out", str(tmp_path / "o.npz"), "--device", "cpu", "--precision", "fp32",
-                 "--checkpoint-dir", str(tmp_path / "ckpt"), "--checkpoint-every", "3", "--model-check", str(record),
-                 "--summary", str(summary_path)]) == 0
+                 "--checkpoint-dir", str(tmp_path / "ckpt"), "--checkpoint-every", "3",
+                 "--hash-cache", str(record.parent / "cache"), "--summary", str(summary_path)]) == 0
     s = json.loads(summary_path.read_text())
     for field in ("model_load_seconds", "model_checksum_seconds", "compute_seconds", "write_seconds"):
         assert isinstance(s[field], float) and s[field] >= 0, field

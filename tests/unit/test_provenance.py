@@ -26,7 +26,7 @@ def run_provenance(tmp_path: Path, esm: Path, dnabert: Path, classifier: Path, *
     out = tmp_path / "out" / "model_provenance.json"
     code = main(["provenance", "--esm-model", str(esm), "--dnabert-model", str(dnabert), "--classifier",
                  str(classifier), "--precision", "fp16", "--chunk-length", "500",
-                 "--cache-dir", str(tmp_path / "cache"), "--out", str(out), *extra])
+                 "--hash-cache", str(tmp_path / "cache"), "--out", str(out), *extra])
     assert code == 0
     return json.loads(out.read_text())
 
@@ -143,7 +143,7 @@ def test_each_model_file_is_read_once_though_hashed_beside_the_checks(tiny_model
     args = ["provenance", "--esm-model", str(tiny_models.esm_pt), "--dnabert-model", str(tiny_models.dnabert),
             "--classifier", str(tiny_models.classifier), "--precision", "fp16", "--chunk-length", "500",
             "--out", str(out)]
-    assert main(args + (["--cache-dir", str(tmp_path / "cache")] if cache else [])) == 0
+    assert main(args + (["--hash-cache", str(tmp_path / "cache")] if cache else [])) == 0
     record = json.loads(out.read_text())
     files = [f["path"] for m in record["models"].values() for f in m["files"]]
     assert sorted(hashed) == sorted(files)  # every file once: the background hashing filled the cache

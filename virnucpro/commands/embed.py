@@ -32,9 +32,10 @@ def add_arguments(p) -> None:
     p.add_argument("--workers", type=int, default=None, help="CPU loader workers (default: by device)")
     p.add_argument("--no-compile", action="store_true",
                    help="run ESM-2 eagerly on the GPU (default: torch.compile the fp16 path)")
-    p.add_argument("--model-check", default=None,
-                   help="the run's model-check record (`virnucpro provenance` JSON): its checksums are used for the "
-                        "checkpoint key instead of hashing the models again")
+    p.add_argument("--hash-cache", default=None, metavar="DIR",
+                   help="keep the model files' checksums (for the checkpoint key) here, shared with the run's "
+                        "other tasks and `virnucpro provenance --hash-cache`, so each file is read once "
+                        "(default: the checkpoint dir)")
     p.add_argument("--compile-cache", default=None,
                    help="torch.compile cache directory shared by the run's tasks (TORCHINDUCTOR_CACHE_DIR wins)")
 
@@ -56,7 +57,7 @@ def run(args) -> int:
             args.frames, args.out, esm_model=args.esm_model, dnabert_model=args.dnabert_model, device=args.device,
             precision=args.precision, checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.checkpoint_every,
             gpus=gpus, lease_dir=args.lease_dir, token_budget=args.token_budget, summary_path=args.summary,
-            workers=args.workers, compile=False if args.no_compile else None, model_check=args.model_check,
+            workers=args.workers, compile=False if args.no_compile else None, hash_cache=args.hash_cache,
             compile_cache=args.compile_cache, classifier=args.classifier, predictions_path=args.predictions,
         )
     except VirnucproError as exc:

@@ -1,11 +1,11 @@
 """`virnucpro provenance`: check the run's models, then record which files they are (sha256, size, path).
 
-The pipeline's PROVENANCE task runs this once per run, before any EMBED task: it first runs the model checks of
-virnucpro.models.check (one error line per problem, exit 2, no JSON written), then writes
-<outdir>/pipeline_info/model_provenance.json, which the report shows and every EMBED task reads for its checkpoint
-key (`virnucpro embed --model-check`), so the models are hashed once per run, not once per task. Hashes come from
-the embed checkpoint's hash cache (virnucpro.embed.checkpoint), so a 6 GB ESM-2 file is read once per (path, size,
-mtime), and the per-model sha256 is the same digest the checkpoint keys use.
+The pipeline's PROVENANCE task runs this once per run, beside the first tasks: it first runs the model checks of
+virnucpro.models.check (one error line per problem, exit 2, no JSON written: the run stops), then writes
+<outdir>/pipeline_info/model_provenance.json, which the report shows. Hashes go through the embed checkpoint's hash
+cache (virnucpro.embed.checkpoint), the same `--hash-cache` directory the run's EMBED tasks use for their checkpoint
+keys, so a 6 GB ESM-2 file is read once per (path, size, mtime) and run, and the per-model sha256 is the same digest
+the checkpoint keys use.
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", required=True, choices=options.PRECISIONS, help="embedding precision of the run")
     p.add_argument("--chunk-length", required=True, type=int, choices=options.CHUNK_LENGTHS, metavar="L",
                    help="chunk length of the run (300 or 500)")
-    p.add_argument("--cache-dir", type=Path, metavar="DIR",
-                   help="keep file hashes here (e.g. the embed checkpoint root) so big files are hashed once; "
-                        "default: a throwaway directory")
+    p.add_argument("--hash-cache", type=Path, metavar="DIR",
+                   help="keep file hashes here (the run's `virnucpro embed --hash-cache`) so big files are hashed "
+                        "once; default: a throwaway directory")
     p.add_argument("--out", required=True, type=Path, metavar="JSON", help="where the JSON goes")
 
 
@@ -79,7 +79,7 @@ def describe_model(path: Path, cache_dir: Path) -> dict:
         "name": member.name if resolved.is_file() else member.relative_to(resolved).as_posix(),
         "path": os.path.realpath(member),
         "size": member.stat().st_size,
-        "mtime_ns": member.stat().st_mtime_ns,  # lets an EMBED task tell the file is unchanged since hashed
+        "mtime_ns": member.stat().st_mtime_ns,  # with path and size, what the hash cache knows the file by
         "sha256": cached_sha256(member, cache_dir),
     } for member in members]
     return {
@@ -127,7 +127,9 @@ def run(args: argparse.Namespace) -> int:
 
     models = {role: getattr(args, attr) for role, (attr, _) in MODELS.items()}
     with contextlib.ExitStack() as scratch:
-        cache_dir = args.cache_dir or Path(scratch.enter_context(tempfile.TemporaryDirectory(prefix="virnucpro-hash-")))
+        cache_dir = args.hash_cache
+        if cache_dir is None:
+            cache_dir = Path(scratch.enter_context(tempfile.TemporaryDirectory(prefix="virnucpro-hash-")))
         hashing = hash_in_background(models.values(), cache_dir)
         check = check_models(args.esm_model, args.dnabert_model, args.classifier, args.chunk_length)
         if not check.ok:

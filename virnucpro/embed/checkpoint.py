@@ -18,10 +18,14 @@ recomputed, never skipped.
 Two tasks never write the same part: the writer holds an exclusive flock on `writer.lock` for the whole shard.
 A second task on the same shard (an orphan of a killed Nextflow still running, or a duplicate run) *waits* for
 the lock, then reuses every part the first one finished; past `wait_seconds` it raises RetryableError (exit 75).
+
+Model checksums are remembered in `<cache dir>/.hash-cache/` (cached_sha256), one JSON entry per model file with a
+lock file beside it; the pipeline's tasks all use the checkpoint root as that cache dir.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import hashlib
@@ -55,19 +59,54 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 def cached_sha256(path: str | os.PathLike, cache_dir: str | os.PathLike) -> str:
-    """sha256 of a big file (a 6 GB ESM-2 checkpoint takes ~10 s), remembered by (path, size, mtime)."""
+    """sha256 of a big file (a 6 GB ESM-2 checkpoint takes ~10 s), remembered by (path, size, mtime).
+
+    A run's tasks start together (PROVENANCE and the first EMBED tasks), so concurrent callers of one file take
+    turns on a lock beside its cache entry: the first hashes it, the others then find its entry instead of
+    reading the file again."""
     entry = file_stat(path)
     real = entry["path"]
     cache = Path(cache_dir) / ".hash-cache" / (hashlib.sha256(real.encode()).hexdigest()[:24] + ".json")
+    digest = _cached_digest(cache, entry)
+    if digest is None:
+        with _hash_lock(cache.with_suffix(".lock")):
+            digest = _cached_digest(cache, entry)  # hashed by whoever held the lock before us
+            if digest is None:
+                digest = file_sha256(real)
+                _write_json_atomic(cache, {**entry, "sha256": digest})
+    return digest
+
+
+def _cached_digest(cache: Path, entry: Mapping) -> str | None:
     try:
         saved = json.loads(cache.read_text())
         if {k: saved.get(k) for k in entry} == entry and isinstance(saved.get("sha256"), str):
             return saved["sha256"]
     except (OSError, ValueError):
         pass
-    digest = file_sha256(real)
-    _write_json_atomic(cache, {**entry, "sha256": digest})
-    return digest
+    return None
+
+
+@contextlib.contextmanager
+def _hash_lock(lock_path: Path):
+    """An exclusive flock on `lock_path` while one file is hashed; the kernel drops it when its holder dies, so a
+    task killed mid-hash never blocks the next. Where locking is impossible (some NFS mounts, a read-only cache),
+    hash without it: a duplicate read costs time, never a wrong digest."""
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        log.debug("%s: cannot open the hash lock (%s); hashing without it", lock_path, exc)
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            log.debug("%s: cannot lock (%s); hashing without the lock", lock_path, exc)
+        yield
+    finally:
+        os.close(fd)
 
 
 def model_checksum(path: str | os.PathLike, cache_dir: str | os.PathLike) -> str:
@@ -99,7 +138,7 @@ def shard_key(
 
 
 def key_from_digests(shard_sha256: str, model_digests: Mapping[str, str], settings: Mapping[str, object]) -> dict:
-    """`shard_key` from checksums already known (the run's model check hashed the models once for all tasks)."""
+    """`shard_key` from checksums already known (worked out before the GPU lease)."""
     return {
         "shard_sha256": shard_sha256,
         "models": dict(sorted(model_digests.items())),
@@ -113,26 +152,6 @@ def file_stat(path: str | os.PathLike) -> dict:
     real = os.path.realpath(path)
     st = os.stat(real)
     return {"path": real, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-
-
-def checksum_from_record(path: str | os.PathLike, entry: Mapping, record_path) -> str:
-    """The model checksum a model-check record (`virnucpro provenance` JSON) holds for `path`, after checking
-    that the record describes these very files, unchanged since (resolved path, size, mtime of each)."""
-    real = os.path.realpath(path)
-    if entry.get("path") != real:
-        raise InputError(record_path, f"records the model {entry.get('path')!r}, but this task was given {real!r}")
-    files = entry.get("files")
-    if not isinstance(files, list) or not files or not isinstance(entry.get("sha256"), str):
-        raise InputError(record_path, f"no checksum recorded for {real}")
-    for f in files:
-        try:
-            now = file_stat(f["path"])
-        except (OSError, KeyError, TypeError):
-            raise InputError(record_path, f"the checked model file {f.get('path')!r} is gone") from None
-        if (now["size"], now["mtime_ns"]) != (f.get("size"), f.get("mtime_ns")):
-            raise InputError(now["path"], "changed since the run's model check (size or modification time "
-                                          "differs): check the models again")
-    return entry["sha256"]
 
 
 def key_digest(key: Mapping) -> str:

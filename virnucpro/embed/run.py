@@ -75,22 +75,13 @@ def checkpoint_key(frames_path, paths: Mapping, precision: str, checkpoint_dir) 
                      checkpoint_settings(precision), checkpoint_dir)
 
 
-def model_digests(paths: Mapping, cache_dir, model_check=None) -> dict[str, str]:
-    """The models' checksums for the checkpoint key, by their key names: from the run's model-check record when
-    given (hashed once per run by `virnucpro provenance`), else hashed here through the hash cache in `cache_dir`."""
-    from virnucpro.embed.checkpoint import checksum_from_record, model_checksum
+def model_digests(paths: Mapping, cache_dir) -> dict[str, str]:
+    """The models' checksums for the checkpoint key, by their key names, through the hash cache in `cache_dir`:
+    the run's hash cache, which PROVENANCE fills too, so each model file is read once per run."""
+    from virnucpro.embed.checkpoint import model_checksum
     from virnucpro.models.encoders import BY_NAME
 
-    specs = {name: BY_NAME[name] for name in paths}
-    if model_check is None:
-        return {specs[name].key: model_checksum(path, cache_dir) for name, path in paths.items()}
-    try:
-        record = json.loads(Path(model_check).read_text(encoding="utf-8"))
-        models = record["models"]
-        return {specs[name].key: checksum_from_record(path, models[specs[name].role], model_check)
-                for name, path in paths.items()}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InputError(model_check, f"not a readable model-check record ({type(exc).__name__}: {exc})") from None
+    return {BY_NAME[name].key: model_checksum(path, cache_dir) for name, path in paths.items()}
 
 
 def use_compile_cache(directory) -> str | None:
@@ -130,7 +121,7 @@ def check_outputs(out_path, classifier, predictions_path) -> None:
 def embed_shard(frames_path, out_path, *, esm_model, dnabert_model, device=options.DEFAULT_DEVICE,
                 precision=options.DEFAULT_PRECISION, checkpoint_dir=None,
                 checkpoint_every=options.DEFAULT_CHECKPOINT_EVERY, gpus=None, lease_dir=None, token_budget=None,
-                summary_path=None, workers=None, compile=None, model_check=None, compile_cache=None,
+                summary_path=None, workers=None, compile=None, hash_cache=None, compile_cache=None,
                 dedup=True, classifier=None, predictions_path=None) -> dict:
     """`out_path`: the features npz, or None to keep no features; `classifier` + `predictions_path`: score the
     frames and write their predictions TSV (at least one of the two outputs is needed)."""
@@ -144,7 +135,7 @@ def embed_shard(frames_path, out_path, *, esm_model, dnabert_model, device=optio
     check_outputs(out_path, classifier, predictions_path)
     job = EmbedJob(frames_path, out_path, model_paths(esm_model, dnabert_model), precision=precision,
                    checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, token_budget=token_budget,
-                   summary_path=summary_path, workers=workers, compile=compile, model_check=model_check,
+                   summary_path=summary_path, workers=workers, compile=compile, hash_cache=hash_cache,
                    compile_cache=compile_cache, dedup=dedup, classifier=classifier, predictions_path=predictions_path)
     prepared = prepare(job)
 
@@ -180,7 +171,7 @@ class EmbedJob:
     summary_path: str | os.PathLike | None = None
     workers: int | None = None
     compile: bool | None = None  # None: on for the fp16 GPU path
-    model_check: str | os.PathLike | None = None
+    hash_cache: str | os.PathLike | None = None  # the run's model hash cache; None: the checkpoint dir's
     compile_cache: str | os.PathLike | None = None
     dedup: bool = True
     classifier: str | os.PathLike | None = None  # scores the frames into predictions_path
@@ -235,7 +226,7 @@ def prepare(job: EmbedJob) -> Prepared:
     digests = None
     if job.checkpoint_dir:
         t = time.perf_counter()
-        checksums = model_digests(job.model_paths, job.checkpoint_dir, job.model_check)
+        checksums = model_digests(job.model_paths, job.hash_cache or job.checkpoint_dir)
         times["model_checksum_seconds"] = time.perf_counter() - t
         digests = (file_sha256(job.frames_path), checksums)
     # Each distinct sequence embedded once, copied to the rest; worked out before the lease (~2 s for 400K frames)

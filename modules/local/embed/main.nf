@@ -3,9 +3,10 @@
 // The features (13 KB a frame) are written only when kept (ext.save_features, from --save_features).
 // Precision, device and GPU placement come through task.ext.args (conf/modules.config). The checkpoint directory
 // is a plain string outside the task directory: a retried or resumed task runs in a new work dir and must still
-// find it, and a staged `path` would put its changing content into the task hash. The run's model-check record
-// (PROVENANCE) gives the model checksums, so no task hashes the models again, and makes EMBED wait for the check;
-// the torch.compile cache under the checkpoint root is shared by all tasks of the run.
+// find it, and a staged `path` would put its changing content into the task hash. The checkpoint root also holds
+// the torch.compile cache and the model hash cache that all tasks of the run share, PROVENANCE included (it runs
+// beside the first EMBED tasks, not before them): each model file is read once per run. A wrong model fails
+// EMBED's own checks before any GPU work, as it fails PROVENANCE's.
 process EMBED {
     tag "${meta.id}:${meta.shard}"
     label 'process_gpu'
@@ -16,7 +17,6 @@ process EMBED {
     path(dnabert_model, stageAs: 'models/dnabert/*')
     path(classifier, stageAs: 'models/classifier/*')
     val checkpoint_dir
-    path(model_check, stageAs: 'model_check/*')
 
     output:
     tuple val(meta), path("${prefix}.predictions.tsv"), emit: predictions
@@ -43,7 +43,7 @@ process EMBED {
         ${features} \\
         --summary ${prefix}.embed.json \\
         --checkpoint-dir '${checkpoint_dir}/${meta.id}' \\
-        --model-check ${model_check} \\
+        --hash-cache '${checkpoint_dir}' \\
         --compile-cache '${checkpoint_dir}/compile-cache' \\
         ${args}
     """

@@ -1,7 +1,9 @@
-// The run's model check (every problem of the three model files, one line each; exit 2 stops the run before any
-// EMBED), then its model files (sha256, size, resolved path, test model or not), widths, precision and chunk
-// length. EMBED tasks take their checksums from this record. The hash cache lives in the checkpoint directory (a
-// plain string, as for EMBED), so a resumed or repeated run does not read a 6 GB ESM-2 checkpoint again.
+// The run's model check (every problem of the three model files, one line each; exit 2 stops the run), then its
+// model files (sha256, size, resolved path, test model or not), widths, precision and chunk length, for the report.
+// It runs beside PREPROCESS, SHARD and the first EMBED tasks: nothing waits for it but REPORT. The hash cache lives
+// in the checkpoint directory (a plain string, as for EMBED, whose tasks share it: the first to reach a model
+// file hashes it, the others wait and reuse the digest), so a run reads a 6 GB ESM-2 checkpoint once, and a
+// resumed or repeated run not at all.
 process PROVENANCE {
     tag "models"
     label 'process_single'
@@ -26,7 +28,7 @@ process PROVENANCE {
         --esm-model ${esm_model} \\
         --dnabert-model ${dnabert_model} \\
         --classifier ${classifier} \\
-        --cache-dir '${cache_dir}' \\
+        --hash-cache '${cache_dir}' \\
         --out model_provenance.json \\
         ${args}
     """

@@ -37,7 +37,8 @@ def nextflow_run_command(args: list[str], cwd: Path) -> list[str]:
 def nextflow_env() -> dict[str, str]:
     env = dict(os.environ, NXF_ANSI_LOG="false")
     # Test runs are short: with the JVM's C1 compiler alone a -stub run took 42 CPU-seconds here instead of 59
-    # (the launcher does this for every command but `run`). A caller's NXF_OPTS is used as given.
+    # (tools/nextflow/nextflow does this for every command; the official launcher, as $NEXTFLOW, not for `run`).
+    # A caller's NXF_OPTS is used as given.
     env.setdefault("NXF_OPTS", "-XX:TieredStopAtLevel=1")
     return env
 

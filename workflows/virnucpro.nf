@@ -104,7 +104,9 @@ workflow VIRNUCPRO {
         .map { meta, preprocessed, embedded, results ->
             [meta, preprocessed + embedded + asList(results).collect { f -> [f.name, f] }]
         }
-    ch_published = ch_sample_folders.map { meta, files ->
+    // Only once PROVENANCE has passed the models: EMBED does not wait for it, and some of its checks (the chunk
+    // length a classifier was trained on) are its alone, so no results of models that fail them are published.
+    ch_published = ch_sample_folders.combine(PROVENANCE.out.provenance).map { meta, files, model_check ->
         publishFolder("${params.outdir}/${meta.id}", files)
         meta.id
     }

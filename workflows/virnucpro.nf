@@ -2,7 +2,8 @@
  * VIRNUCPRO: per sample [POOL_MATES, paired reads only] -> PREPROCESS -> SHARD -> EMBED (per shard: GPU embedding,
  * then the classifier's scores) -> AGGREGATE, then one REPORT over all samples and MULTIQC over the report's MultiQC files and the
  * software versions, with PROVENANCE (model checks and checksums, precision) once per run, beside the rest: a
- * wrong model fails PROVENANCE, and EMBED's own checks before its GPU work, so the run stops before any. Shards are
+ * wrong model fails PROVENANCE (stopping the run) and EMBED's own shape and width checks before its GPU work, and
+ * nothing is published before PROVENANCE passed. Shards are
  * contiguous slices of a sample's frames, so putting the shard predictions back in shard-name order restores
  * input order; AGGREGATE gets the shard TSVs too and checks that.
  */

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 
 CHUNK_LENGTHS = (300, 500)  # the chunk lengths the published classifiers were trained on (MODELS.md §3)
+SHORT_READ_FRACTION = 0.75  # warn when the median record is shorter than this fraction of the chunk length
 DEFAULT_CHUNK_LENGTH = 500  # the pipeline's; the commands ask for it explicitly
 PRECISIONS = ("fp16", "fp32")  # GPU compute precision; the CPU computes in fp32 whatever was asked
 DEFAULT_PRECISION = "fp16"

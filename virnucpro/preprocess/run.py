@@ -39,6 +39,7 @@ from typing import Iterable, NamedTuple
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from virnucpro import options
 from virnucpro.errors import InputError
 from virnucpro.embed.shard import length_tokens
 from virnucpro.io.atomic import atomic_output_dir
@@ -54,7 +55,6 @@ BATCH_RECORDS = 1 << 16  # records per batch at most (bounds batches of empty or
 MAX_EMPTY_WARNINGS = 10
 POOL_MAX_BASES = 4 * BATCH_BASES  # a batch of more (a long record) is done in the reading process, in passes
 PASS_BASES = 1 << 19  # chunk bases identified per NumPy pass: bounds the pass's arrays (~10 bytes per base)
-SHORT_READ_FRACTION = 0.75  # warn when the median record is shorter than this fraction of the chunk length
 
 # Letters that are no nucleotide code (IUPAC: A C G T U R Y S W K M B D H V N) but are amino acids, and the stop
 # '*': a record holding one is protein, and scoring its "frames" would give a meaningless call.
@@ -74,7 +74,8 @@ OUTPUT_FILES = ("chunked.fa", "identified_nucleotide.fa", "identified_protein.fa
 #              too_short          shorter than --min-length: not chunked, so it never reaches EMBED
 #              no_stop_free_frame every frame of every chunk has a stop codon (or no complete ACGT codon), so the
 #                                 record gets no prediction; the original drops such records silently
-RECORDS_HEADER = "record_id\tlength\tn_chunks\tn_frames\tstatus\n"
+RECORDS_COLUMNS = ("record_id", "length", "n_chunks", "n_frames", "status")  # read by report/rollup.py
+RECORDS_HEADER = "\t".join(RECORDS_COLUMNS) + "\n"
 
 
 @dataclass
@@ -399,7 +400,7 @@ def preprocess_file(
         "%d frames kept", name, stats.records, stats.empty_records, stats.too_short_records, min_length,
         stats.records_without_frames, stats.chunks, chunk_length, stats.frames,
     )
-    if lengths and stats.median_length < SHORT_READ_FRACTION * chunk_length:
+    if lengths and stats.median_length < options.SHORT_READ_FRACTION * chunk_length:
         log.warning(
             "%smedian record length %.0f bp is much shorter than the %d bp chunk length: the %d bp model was "
             "trained on %d bp chunks and its calls on reads this short are unreliable (about 53%% accuracy was "

@@ -44,12 +44,11 @@ from virnucpro.io.blocks import row_ranges
 from virnucpro.io.forked import Forked, cores, forked_calls
 from virnucpro.io.frames import read_frame_ids
 from virnucpro.io.seqio import FASTA_LINE_WIDTH, read_raw_batches, wrap_fasta
-from virnucpro.options import CHUNK_LENGTHS, DEFAULT_MIN_LENGTH, DEFAULT_REGION_GAP
+from virnucpro.options import CHUNK_LENGTHS, DEFAULT_MIN_LENGTH, DEFAULT_REGION_GAP, SHORT_READ_FRACTION
 from virnucpro.report import regions, rollup
 
 log = logging.getLogger(__name__)
 
-SHORT_READ_FRACTION = 0.75  # warn when the median record is shorter than this fraction of the chunk length
 SUMMARY_FORMAT = "virnucpro.sample_summary/1"
 CALL_RULE = ("virus_score >= threshold, where virus_score is the record's best chunk score "
              "0.5 + (max P(virus) - max P(others))/2 over the chunk's frames")

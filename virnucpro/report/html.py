@@ -27,7 +27,7 @@ from virnucpro.io.atomic import atomic_output_dir
 from virnucpro.models.encoders import ENCODERS
 from virnucpro.options import CHUNK_LENGTHS
 from virnucpro.report import svg
-from virnucpro.report.aggregate import SHORT_READ_FRACTION
+from virnucpro.options import SHORT_READ_FRACTION
 
 REPORT_NAME = "virnucpro_report.html"
 MQC_SUMMARY = "virnucpro_summary_mqc.tsv"

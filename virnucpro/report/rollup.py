@@ -30,10 +30,10 @@ import numpy as np
 
 from virnucpro.errors import InputError
 from virnucpro.io.blocks import cell_blocks, texts, texts_like, tsv_text, write_blocks
+from virnucpro.preprocess.run import RECORDS_COLUMNS as PREPROCESS_COLUMNS  # preprocess's records.tsv
 
 FRAME_SUFFIX = re.compile(r"_chunk_([1-9][0-9]*)[FR][123]\Z")
 SHARD_INDEX = re.compile(r"shard_([0-9]+)")
-PREPROCESS_COLUMNS = ("record_id", "length", "n_chunks", "n_frames", "status")
 RECORD_COLUMNS = (
     "record_id", "length", "status", "n_chunks", "n_frames", "n_chunks_scored", "n_chunks_viral",
     "fraction_chunks_viral", "max_p_virus", "mean_chunk_score", "virus_score", "call", "n_regions", "viral_bp",

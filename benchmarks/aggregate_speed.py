@@ -129,10 +129,11 @@ def time_classify(args) -> None:
 
         torch.manual_seed(SEED)
         torch.save(MLPClassifier(FEATURE_WIDTH).state_dict(), model_path)
-    cmd = [sys.executable, args.code / "bin" / "virnucpro", "classify", "--features", features_path,
+    cmd = [args.code / "bin" / "virnucpro", "classify", "--features", features_path,  # a shell launcher
            "--classifier", model_path, "--out", args.outdir / "shard.predictions.tsv"]
     args.outdir.mkdir(parents=True, exist_ok=True)
-    wall, rss = _time_v(cmd, work / "classify.time.log")
+    wall, rss = _time_v(cmd, work / "classify.time.log", env={**os.environ, "PYTHONPATH": str(args.code)},
+                        cwd=args.code)
     print(f"classify ({args.code}): wall {wall:.1f} s, peak RSS {rss:.0f} MiB")
 
 

@@ -75,12 +75,10 @@ class RunningScores:
             self.close()
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
-        if self._threads_before is not None:  # the setting is the process's: give the caller its own back
-            import torch
+        import torch
 
-            torch.set_num_threads(self._threads_before)
-            self._threads_before = torch.get_num_threads()  # the setting is the process's: `close` gives it back
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        torch.set_num_threads(self._threads_before)
 
     def _submit(self, rows: slice) -> None:
         if not self._futures:

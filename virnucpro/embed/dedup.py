@@ -15,8 +15,8 @@ over every row it copies from is already known: in the part itself or in `Featur
 from __future__ import annotations
 
 import itertools
-import mmap
 import logging
+import mmap
 import operator
 from typing import Sequence
 
@@ -87,9 +87,12 @@ class FeatureRows:
                 mm.madvise(mmap.MADV_DONTNEED, (first + int(a)) * page, int(b - a) * page)
                 self.released_bytes += int(b - a) * page
 
-    def features(self) -> Features:
+    def require_filled(self) -> None:
         if not self.filled.all():
             raise RuntimeError(f"{int((~self.filled).sum())} frames of the shard were never embedded")
+
+    def features(self) -> Features:
+        self.require_filled()
         return Features(list(self.ids), dict(self.arrays))
 
 

@@ -11,7 +11,6 @@ what they leave (`spare_threads`). Rows are scored independently, so the thread 
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,9 +21,11 @@ from virnucpro.io.features import Features
 
 
 def spare_threads(workers: int) -> int:
-    """Threads for scoring beside a GPU being fed: the cores minus the loader workers, the engine's main and
-    writer threads."""
-    return max(1, (os.cpu_count() or 1) - workers - 2)
+    """Threads for scoring beside a GPU being fed: the cores this process may use minus the loader workers, the
+    engine's main and writer threads."""
+    from virnucpro.io.forked import cores
+
+    return max(1, cores() - workers - 2)
 
 
 class RunningScores:
@@ -64,8 +65,7 @@ class RunningScores:
         """Every row is filled: score the rest, wait for all, and return the scores."""
         from virnucpro.classify.predict import join_scores
 
-        if not self.rows.filled.all():
-            raise RuntimeError(f"{int((~self.rows.filled).sum())} frames of the shard were never embedded")
+        self.rows.require_filled()
         with self._lock:
             while self._todo:
                 self._submit(self._todo.pop(0))

@@ -123,10 +123,10 @@ workflow VIRNUCPRO {
         .unique()
         .toList()
         .map { rows -> versionsYaml(rows) }
-        .map { yaml -> yaml + '\n' }
-    // Written like the other run files; MULTIQC reads a copy under the *_mqc_versions.yml name it looks for.
-    ch_versions_yaml.subscribe { yaml -> writeRunFile("${params.outdir}/pipeline_info/virnucpro_software_mqc_versions.yml", yaml) }
-    ch_versions = ch_versions_yaml.collectFile(name: 'virnucpro_software_mqc_versions.yml')
+    // MULTIQC reads the published file itself (its *_mqc_versions.yml name is what MultiQC looks for).
+    ch_versions = ch_versions_yaml.map { yaml ->
+        writeRunFile("${params.outdir}/pipeline_info/virnucpro_software_mqc_versions.yml", yaml + '\n')
+    }
 
     // REPORT's MultiQC custom content plus the versions; combine() appends the versions file to the list.
     ch_multiqc = REPORT.out.report
@@ -201,12 +201,16 @@ def waitThroughInterrupts(Process proc) {
     }
 }
 
-// Written once all tasks are done, from memory: collectFile wrote each item to disk as it came, and a failing task's
-// abort interrupting that write printed a spurious "Unexpected error [ClosedByInterruptException]".
+// Written from memory through java.io, whose writes an interrupt does not break: collectFile (and java.nio's
+// channels) failed with a spurious "Unexpected error [ClosedByInterruptException]" when a failing task's abort
+// interrupted them. Left alone when it already holds `text`, so a -resume finds MULTIQC's input unchanged.
 def writeRunFile(String path, String text) {
     def target = new File(file(path).toString())
-    target.parentFile.mkdirs()
-    target.text = text
+    if (!(target.isFile() && target.text == text)) {
+        target.parentFile.mkdirs()
+        target.text = text
+    }
+    return file(target.path)
 }
 
 def sampleMeta(Map meta) {

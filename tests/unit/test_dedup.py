@@ -23,6 +23,21 @@ READS = ROOT / "tests" / "data" / "tiny_reads.fq.gz"
 EVERY = 7  # checkpoint parts of 7 frames, so many duplicates lie in a later part than their source
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_intra_op_thread():
+    """Every embedding here on one CPU thread. With more, PyTorch splits an elementwise op's elements between the
+    threads, and where a share starts or ends inside a row some elements take another code path (on an AVX-512 CPU,
+    a GELU that can differ in the last bit; measured, not on the AVX2 machines before), so a value's place in its
+    batch, which dedup changes, would reach the last bit. The bit-for-bit checks below are about dedup; that
+    thread effect is FP32 noise (tests/unit/test_shard_scale.py)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def duplicated(tmp_path_factory):
     """30 real 150 bp reads plus exact copies of some (0-2 each, new ids), shuffled, through the real

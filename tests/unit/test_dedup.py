@@ -26,9 +26,9 @@ EVERY = 7  # checkpoint parts of 7 frames, so many duplicates lie in a later par
 @pytest.fixture(scope="module", autouse=True)
 def one_intra_op_thread():
     """Every embedding here on one CPU thread. With more, PyTorch splits an elementwise op's elements between the
-    threads, and where a share starts or ends inside a row some elements take another code path (on an AVX-512 CPU,
-    a GELU that can differ in the last bit; measured, not on the AVX2 machines before), so a value's place in its
-    batch, which dedup changes, would reach the last bit. The bit-for-bit checks below are about dedup; that
+    threads, and where a share starts or ends inside a row some elements take another code path (measured on an
+    AVX-512 CPU: a GELU that can differ in the last bit; these tests passed with 2 threads on the AMD AVX2 machines
+    before), so a value's place in its batch, which dedup changes, would reach the last bit. The bit-for-bit checks below are about dedup; that
     thread effect is FP32 noise (tests/unit/test_shard_scale.py)."""
     import torch
 

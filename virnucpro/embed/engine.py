@@ -96,7 +96,7 @@ class _Writer(threading.Thread):
         # Blocking put is the backpressure; wake up now and then to notice a dead writer.
         while True:
             if self.error is not None:
-                raise RuntimeError("embed writer thread failed") from self.error
+                raise self.error  # its own type and text, as at the end of embed_parts: what failed tells the user
             try:
                 self.queue.put(item, timeout=1.0)
                 return
